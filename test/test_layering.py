@@ -1,0 +1,47 @@
+"""The two layers and their one import direction (docs/architecture.md)."""
+import ast
+from pathlib import Path
+import xml.etree.ElementTree as ET
+
+PKG = Path(__file__).resolve().parents[1] / 'efficientmfd_ros'
+ROS_ONLY = ('rclpy', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'diagnostic_msgs', 'lifecycle_msgs',
+            'builtin_interfaces', 'rcl_interfaces', 'geometry_msgs', 'launch', 'launch_ros',
+            'message_filters', 'cv_bridge', 'ament_index_python', 'efficientmfd_ros.ros')
+ROS_FREE_LAYERS = ('core', 'model', 'train', 'runtime', 'tools')
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            yield '.' * node.level + (node.module or '')
+
+
+def test_core_layers_import_no_ros():
+    offenders = []
+    for layer in ROS_FREE_LAYERS:
+        for path in sorted((PKG / layer).rglob('*.py')):
+            for name in _imports(path):
+                relative = name.lstrip('.')
+                if name.startswith(ROS_ONLY) or (name.startswith('.') and (
+                        relative == 'ros' or relative.startswith('ros.'))):
+                    offenders.append(f'{path.relative_to(PKG.parent)} imports {name}')
+    assert not offenders, '\n'.join(offenders)
+
+
+def test_package_metadata_is_ament_python_format3():
+    root = ET.parse(PKG.parent / 'package.xml').getroot()
+    assert root.get('format') == '3'
+    assert root.findtext('name') == 'efficientmfd_ros'
+    assert root.find('export/build_type').text == 'ament_python'
+    assert (PKG.parent / 'resource' / 'efficientmfd_ros').is_file()
+    setup_py = (PKG.parent / 'setup.py').read_text()
+    assert f"version='{root.findtext('version')}'" in setup_py
+
+
+def test_vision_msgs_definitions_are_hidden_from_colcon():
+    assert (PKG.parent / 'interfaces' / 'COLCON_IGNORE').is_file()
