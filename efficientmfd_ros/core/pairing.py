@@ -1,0 +1,167 @@
+"""Approximate-time pairing of several stamped streams, ROS-free.
+
+``ApproximatePairer`` follows the Python message_filters ``ApproximateTimeSynchronizer``: one queue
+per input keyed by stamp, at most ``queue_size`` each (the oldest stamp is evicted), a match is
+tried only when a message arrives and always contains it, candidates on the other inputs are those
+within ``slop_s`` of it taken nearest first, and the first combination whose spread (newest minus
+oldest stamp) is strictly below ``slop_s`` is emitted and removed from the queues. Unmatched older
+messages stay and may pair later. On top of that it counts what it drops and resets its queues
+when an input's stamps jump backwards by more than ``max_backwards_s`` (a rosbag loop or a clock
+reset). The live node and the offline bag evaluator feed the very same object.
+"""
+from dataclasses import asdict, dataclass, field
+import itertools
+import math
+import numbers
+
+_NS = 1_000_000_000
+
+
+def stamp_to_s(sec, nanosec):
+    """builtin_interfaces/Time fields -> float seconds."""
+    return int(sec) + int(nanosec) * 1e-9
+
+
+def s_to_stamp(stamp_s):
+    """Float seconds -> builtin_interfaces/Time ``(sec, nanosec)``, ``0 <= nanosec < 1e9``."""
+    sec, nanosec = divmod(round(float(stamp_s) * _NS), _NS)
+    return int(sec), int(nanosec)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One synchronized set: ``stamps`` and ``items`` in input order."""
+
+    stamps: tuple
+    items: tuple
+
+    @property
+    def spread_s(self):
+        return max(self.stamps) - min(self.stamps)
+
+
+@dataclass
+class PairingStats:
+    """Counters. Per-input lists: ``received`` messages, ``evicted`` by queue overflow,
+    ``unmatched`` discarded without a partner (reset, flush, or replaced by a duplicate stamp),
+    ``duplicates`` (a stamp already queued on that input; the newer item replaces the older).
+    Global: ``pairs`` emitted and ``resets`` caused by backwards stamps.
+
+    Every pair holds one message per input, so per input at all times:
+    ``received == pairs + evicted + unmatched + pending``.
+    """
+
+    received: list = field(default_factory=list)
+    evicted: list = field(default_factory=list)
+    unmatched: list = field(default_factory=list)
+    duplicates: list = field(default_factory=list)
+    pairs: int = 0
+    resets: int = 0
+
+    @classmethod
+    def zeros(cls, num_inputs):
+        return cls(*([0] * num_inputs for _ in range(4)))
+
+    def snapshot(self):
+        """A plain dict copy (lists copied), safe to log or serialise."""
+        return asdict(self)
+
+
+class ApproximatePairer:
+    """Pair ``num_inputs`` stamped streams; see the module docstring for the policy.
+
+    ``add(input_index, stamp_s, item)`` returns a list of 0 or 1 ``Pair``. It never raises on
+    timing anomalies (gaps, bursts, reordering, jumps); only on a bad index or a non-finite stamp.
+    """
+
+    def __init__(self, num_inputs=2, queue_size=10, slop_s=0.05, max_backwards_s=1.0):
+        if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs < 2:
+            raise ValueError(f'num_inputs must be an int >= 2, got {num_inputs!r}')
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+            raise ValueError(f'queue_size must be an int >= 1, got {queue_size!r}')
+        if not _positive(slop_s) or math.isinf(slop_s):
+            raise ValueError(f'slop_s must be a finite number > 0, got {slop_s!r}')
+        if not _positive(max_backwards_s):
+            raise ValueError(f'max_backwards_s must be a number > 0 (inf disables), '
+                             f'got {max_backwards_s!r}')
+        self.num_inputs = num_inputs
+        self.queue_size = queue_size
+        self.slop_s = float(slop_s)
+        self.max_backwards_s = float(max_backwards_s)
+        # integer nanoseconds keep stamp identity and comparisons exact, as ROS Time does
+        self._slop_ns = round(self.slop_s * _NS)
+        self._back_ns = math.inf if math.isinf(max_backwards_s) else round(max_backwards_s * _NS)
+        self._queues = [{} for _ in range(num_inputs)]  # stamp_ns -> (stamp_s, item)
+        self._newest = [None] * num_inputs
+        self.stats = PairingStats.zeros(num_inputs)
+
+    def add(self, input_index, stamp_s, item):
+        """Queue ``item`` stamped ``stamp_s`` seconds on input ``input_index``; return any pair."""
+        if isinstance(input_index, bool) or not isinstance(input_index, numbers.Integral) or not (
+                0 <= input_index < self.num_inputs):
+            raise ValueError(f'input_index must be an int in [0, {self.num_inputs}), '
+                             f'got {input_index!r}')
+        if not isinstance(stamp_s, numbers.Real) or not math.isfinite(stamp_s):
+            raise ValueError(f'stamp_s must be a finite number of seconds, got {stamp_s!r}')
+        input_index, stamp_ns = int(input_index), round(float(stamp_s) * _NS)
+        newest = self._newest[input_index]
+        if newest is not None and newest - stamp_ns > self._back_ns:
+            self.stats.resets += 1
+            self._discard_all()
+        self._newest[input_index] = stamp_ns if newest is None else max(newest, stamp_ns)
+
+        stats = self.stats
+        stats.received[input_index] += 1
+        queue = self._queues[input_index]
+        if stamp_ns in queue:
+            stats.duplicates[input_index] += 1
+            stats.unmatched[input_index] += 1
+        queue[stamp_ns] = (float(stamp_s), item)
+        while len(queue) > self.queue_size:
+            del queue[min(queue)]
+            stats.evicted[input_index] += 1
+        if stamp_ns not in queue:
+            return []  # the newcomer was itself the oldest and got evicted
+        return self._match(input_index, stamp_ns)
+
+    def _match(self, index, stamp_ns):
+        candidates = []
+        for other, queue in enumerate(self._queues):
+            if other == index:
+                continue
+            near = [s for s in queue if abs(s - stamp_ns) <= self._slop_ns]
+            if not near:
+                return []
+            near.sort(key=lambda s: abs(s - stamp_ns))
+            candidates.append(near)
+        for combo in itertools.product(*candidates):
+            stamps = list(combo)
+            stamps.insert(index, stamp_ns)
+            if max(stamps) - min(stamps) < self._slop_ns:
+                taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
+                self.stats.pairs += 1
+                return [Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken))]
+        return []
+
+    def _discard_all(self):
+        for index, queue in enumerate(self._queues):
+            self.stats.unmatched[index] += len(queue)
+            queue.clear()
+        self._newest = [None] * self.num_inputs
+
+    def flush(self):
+        """Discard everything queued (counted as unmatched) and forget the newest stamps."""
+        self._discard_all()
+
+    def pending(self):
+        """Queued message count per input."""
+        return [len(queue) for queue in self._queues]
+
+    def snapshot(self):
+        """``stats.snapshot()`` plus ``pending`` per input."""
+        return {**self.stats.snapshot(), 'pending': self.pending()}
+
+
+def _positive(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isnan(value) and value > 0)
