@@ -1,0 +1,204 @@
+"""The training configuration: grouped dataclasses, a YAML file, then `--key=value` overrides.
+
+`load_train_config('config/train/lite_llvip.yaml', ['--optim.lr=1e-4'])` gives a checked
+`TrainConfig`. Relative paths (model config, dataset roots, output folder) are taken from the
+current working directory: run the trainer from the project root.
+"""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from efficientmfd_ros.train.augment import AugmentConfig, AugmentError
+from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, from_plain, to_plain
+from efficientmfd_ros.train.data_spec import DatasetError, DatasetSpec
+from efficientmfd_ros.train.losses_detection import DetectionLossConfig
+from efficientmfd_ros.train.losses_fusion import FusionLossWeights
+
+TASKS = ('joint', 'fusion', 'detection')
+
+
+def _require(ok, message):
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass
+class DataConfig:
+    """Datasets (`DatasetSpec` keys, see train/data_spec.py) and how they are batched."""
+
+    train: tuple[dict, ...] = ()  # labelled sets, and unlabelled ones for the fusion loss only
+    val: tuple[dict, ...] = ()  # labelled sets for periodic evaluation (empty: no evaluation)
+    augment: dict = field(default_factory=dict)  # AugmentConfig keys; size = the model input
+    batch_size: int = 4  # images per step and process
+    num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
+
+    def validate(self):
+        _require(self.batch_size > 0, f'data.batch_size must be positive, got {self.batch_size}')
+        _require(self.num_workers >= 0, 'data.num_workers must be >= 0')
+        _require(len(self.train) > 0, 'data.train must list at least one dataset')
+        for where, specs in (('data.train', self.train), ('data.val', self.val)):
+            for i, spec in enumerate(specs):
+                try:
+                    DatasetSpec.from_dict(spec)
+                except (DatasetError, TypeError) as exc:
+                    raise ConfigError(f'{where}[{i}]: {exc}') from exc
+        try:
+            AugmentConfig.from_dict(self.augment)
+        except (AugmentError, TypeError) as exc:
+            raise ConfigError(f'data.augment: {exc}') from exc
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with two parameter groups: the (pretrained) backbone and everything else."""
+
+    lr: float = 2.5e-5  # paper's learning rate, for the fusion and detection heads and the FPN
+    backbone_lr: float | None = None  # learning rate of the backbone; None: same as lr
+    weight_decay: float = 1e-4  # paper's; applied to weights with >= 2 dims only
+    betas: tuple[float, ...] = (0.9, 0.999)  # AdamW betas
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+
+    def validate(self):
+        _require(self.lr > 0, f'optim.lr must be positive, got {self.lr}')
+        _require(self.backbone_lr is None or self.backbone_lr >= 0,
+                 f'optim.backbone_lr must be >= 0, got {self.backbone_lr}')
+        _require(self.weight_decay >= 0, 'optim.weight_decay must be >= 0')
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                 f'optim.betas must be two numbers in [0, 1), got {self.betas}')
+        _require(self.grad_clip >= 0, 'optim.grad_clip must be >= 0')
+
+
+@dataclass
+class ScheduleConfig:
+    """Iterations, linear warmup, then a step or cosine decay (factors of each group's lr)."""
+
+    iterations: int = 1000  # optimizer steps in the whole run
+    warmup_iters: int = 50  # linear warmup from warmup_factor to 1
+    warmup_factor: float = 0.01  # lr factor at step 0
+    policy: str = 'step'  # 'step' (times gamma at each milestone) or 'cosine'
+    milestones: tuple[int, ...] = ()  # steps where the step policy multiplies the lr by gamma
+    gamma: float = 0.1  # step policy factor
+    min_lr_factor: float = 0.01  # cosine policy: final lr factor
+
+    def validate(self):
+        _require(self.iterations > 0,
+                 f'schedule.iterations must be positive, got {self.iterations}')
+        _require(self.warmup_iters >= 0, 'schedule.warmup_iters must be >= 0')
+        _require(0 < self.warmup_factor <= 1, 'schedule.warmup_factor must be in (0, 1]')
+        _require(self.policy in ('step', 'cosine'),
+                 f"schedule.policy must be 'step' or 'cosine', got {self.policy!r}")
+        _require(list(self.milestones) == sorted(self.milestones),
+                 f'schedule.milestones must ascend, got {self.milestones}')
+        _require(0 < self.gamma <= 1 and 0 <= self.min_lr_factor <= 1,
+                 'schedule.gamma must be in (0, 1] and schedule.min_lr_factor in [0, 1]')
+
+
+@dataclass
+class LossConfig:
+    """The two task losses and their weights in the joint objective."""
+
+    fusion: FusionLossWeights = field(default_factory=FusionLossWeights)
+    detection: DetectionLossConfig = field(default_factory=DetectionLossConfig)
+    fusion_weight: float = 1.0  # lambda_u: L = lambda_u L_u + lambda_d L_d
+    detection_weight: float = 1.0  # lambda_d
+
+    def validate(self):
+        _require(self.fusion_weight >= 0 and self.detection_weight >= 0,
+                 'loss.fusion_weight and loss.detection_weight must be >= 0')
+
+
+@dataclass
+class GMTAConfig:
+    """Gradient Matrix Task-Alignment over the shared modules (joint task only)."""
+
+    # Apply GMTA every `interval` steps (plain summed loss between); 0: never. The aligned
+    # update's norm is s_min, often orders of magnitude below the summed gradient's, so with
+    # interval > 1 the plain steps dominate AdamW's moments; 1 keeps the scale consistent.
+    interval: int = 1
+    omega: float = 0.5  # weight of the aligned fusion gradient; 1 - omega for detection
+    shared_modules: tuple[str, ...] = ('backbone', 'fpn')  # theta*: what both tasks go through
+    fusion_modules: tuple[str, ...] = ('fusion',)  # trained by the fusion loss only
+    detection_modules: tuple[str, ...] = ('head',)  # trained by the detection loss only
+
+    def validate(self):
+        _require(self.interval >= 0, f'gmta.interval must be >= 0, got {self.interval}')
+        _require(0 <= self.omega <= 1, f'gmta.omega must be in [0, 1], got {self.omega}')
+
+
+@dataclass
+class EvalConfig:
+    """Periodic validation: COCO mAP and a few fusion metrics at the network input size."""
+
+    interval: int = 200  # steps between evaluations (and at the end); 0: only at the end
+    score_threshold: float = 0.01  # detections kept for the mAP (low, as COCO evaluation wants)
+    nms_iou: float = 0.5  # class-aware NMS, as the runtime decodes
+    max_detections: int = 100  # per image
+    fusion_metrics: tuple[str, ...] = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim')  # metrics_fusion
+    max_images: int = 0  # evaluate at most this many validation pairs; 0: all
+
+    def validate(self):
+        _require(self.interval >= 0, 'eval.interval must be >= 0')
+        known = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim', 'vif', 'paper_mi', 'paper_vif')
+        unknown = sorted(set(self.fusion_metrics) - set(known))
+        _require(not unknown, f'eval.fusion_metrics: unknown {unknown}; known: {list(known)}')
+
+
+@dataclass
+class RuntimeConfig:
+    """Device, precision, logging."""
+
+    device: str = 'auto'  # 'auto' (cuda if present), 'cpu', 'cuda', 'cuda:1', ...
+    amp: bool = True  # autocast on CUDA (ignored on CPU)
+    amp_dtype: str = 'bfloat16'  # 'bfloat16' or 'float16' (float16 adds a GradScaler)
+    checkpoint_interval: int = 100  # steps between last.pt writes (and at the end)
+    log_interval: int = 10  # steps between log.jsonl lines / TensorBoard scalars
+    tensorboard: bool = True  # write TensorBoard scalars under <output_dir>/tb when available
+    progress: bool = True  # tqdm progress bar
+
+    def validate(self):
+        _require(self.amp_dtype in ('bfloat16', 'float16'),
+                 f"runtime.amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
+        _require(self.checkpoint_interval > 0 and self.log_interval > 0,
+                 'runtime.checkpoint_interval and runtime.log_interval must be positive')
+
+
+@dataclass
+class TrainConfig:
+    """One training run; see config/train/*.yaml for commented examples."""
+
+    model_config: str  # path of the ModelConfig YAML
+    output_dir: str = 'runs/train'  # checkpoints, logs and the final weights go here
+    task: str = 'joint'  # 'joint', or 'fusion' / 'detection' alone (the ablation)
+    seed: int = 0  # seeds the model init, sampling, augmentation and the head's box noise
+    init_weights: str | None = None  # start from this checkpoint's model weights
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    gmta: GMTAConfig = field(default_factory=GMTAConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        _require(self.task in TASKS, f'task must be one of {TASKS}, got {self.task!r}')
+        for section in (self.data, self.optim, self.schedule, self.loss, self.gmta, self.eval,
+                        self.runtime):
+            section.validate()
+
+    def to_dict(self) -> dict:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'TrainConfig':
+        return from_plain(cls, data)
+
+
+def load_train_config(path, overrides=()) -> TrainConfig:
+    """`TrainConfig` from a YAML file plus `--key=value` overrides (ConfigError when invalid)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'cannot read train config {path}: {exc}') from exc
+    return TrainConfig.from_dict(apply_overrides(TrainConfig, data, overrides))

@@ -1,0 +1,91 @@
+"""Validation during training: COCO mAP of the detections and mean fusion metrics.
+
+Everything is scored at the network input size (validation pairs are resized to it, boxes with
+them): detections are decoded as the runtime decodes them (`runtime.postprocess.decode`), the
+fused luminance is coloured with the RGB chroma (`model.color.fused_to_rgb`) and scored against
+the two inputs by `core.metrics_fusion` on the HSV V channel.
+"""
+from collections import defaultdict
+import math
+
+import numpy as np
+import torch
+
+from efficientmfd_ros.core import metrics_fusion
+from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
+from efficientmfd_ros.model.color import fused_to_rgb
+from efficientmfd_ros.runtime.postprocess import PostprocessConfig, decode
+from efficientmfd_ros.runtime.preprocess import compute_transform
+from efficientmfd_ros.train.config import EvalConfig
+
+_ONE_IMAGE_METRICS = ('en', 'sd', 'sf')
+
+
+def _uint8(image: torch.Tensor) -> np.ndarray:
+    """`(C,H,W)` float in [0,1] -> uint8 `HxWxC` (or `HxW` for one channel)."""
+    array = image.float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return array[..., 0] if array.shape[-1] == 1 else array
+
+
+def _nanmean(values) -> float:
+    valid = [v for v in values if not math.isnan(v)]
+    return float(np.mean(valid)) if valid else math.nan
+
+
+def fusion_scores(rgb, thermal, fused_y, names) -> list[dict]:
+    """Per-image metric dicts for `rgb (B,3,H,W)`, `thermal (B,1,H,W)`, `fused_y (B,1,H,W)`."""
+    fused_rgb = fused_to_rgb(fused_y.float(), rgb.float())
+    out = []
+    for i in range(rgb.shape[0]):
+        x = metrics_fusion.luminance(_uint8(rgb[i]))
+        y = metrics_fusion.luminance(_uint8(thermal[i]))
+        u = metrics_fusion.luminance(_uint8(fused_rgb[i]))
+        scores = {}
+        for name in names:
+            fn = getattr(metrics_fusion, name)
+            scores[name] = float(fn(u) if name in _ONE_IMAGE_METRICS else fn(x, y, u))
+        out.append(scores)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> dict:
+    """`{'map50', 'map50_95', 'per_class_ap50', 'fusion': {name: mean}, 'num_images'}`.
+
+    `model` is the (unwrapped) EfficientMFD; `loader` yields `PairCollate` batches; `autocast`
+    is a context-manager factory. The model is left in training mode.
+    """
+    model.eval()
+    post = PostprocessConfig(cfg.score_threshold, cfg.nms_iou, cfg.max_detections)
+    evaluator = DetectionEvaluator(class_names)
+    fusion = defaultdict(list)
+    seen = 0
+    try:
+        for batch in loader:
+            rgb = batch['rgb'].to(device, non_blocking=True)
+            thermal = batch['thermal'].to(device, non_blocking=True)
+            hw = tuple(rgb.shape[-2:])
+            with autocast():
+                feats = model.extract(rgb, thermal)
+                det = model.detect(feats, hw, model.make_noise_boxes(rgb.shape[0], device=device))
+                fused = model.fuse(rgb, thermal, feats) if cfg.fusion_metrics else None
+            transform = compute_transform(hw, hw, letterbox=False)
+            for i, target in enumerate(batch['targets']):
+                boxes, scores, labels = decode(det['pred_logits'][i], det['pred_boxes'][i],
+                                               transform, post)
+                evaluator.add(f'{seen}:{batch["ids"][i]}', hw, target['boxes'].numpy(),
+                              target['labels'].numpy(), boxes, scores, labels)
+                seen += 1
+            if fused is not None:
+                for scores in fusion_scores(rgb, thermal, fused, cfg.fusion_metrics):
+                    for name, value in scores.items():
+                        fusion[name].append(value)
+            if cfg.max_images and seen >= cfg.max_images:
+                break
+    finally:
+        model.train()
+    coco = evaluator.evaluate()
+    per_class = {name: c['ap50'] for name, c in coco.get('per_class', {}).items()}
+    means = {name: _nanmean(vals) for name, vals in fusion.items()}
+    return {'map50': coco['map50'], 'map50_95': coco['map50_95'], 'per_class_ap50': per_class,
+            'fusion': means, 'num_images': seen}
