@@ -1,0 +1,64 @@
+"""Builds the FusionDetector from the node's parameters, turning every failure into one message.
+
+A missing file, a corrupt checkpoint, an unavailable backend or device all become
+``ModelLoadError`` with a message naming the file and the cause, so configure can log one line
+and return FAILURE instead of a traceback.
+"""
+from efficientmfd_ros.ros.params import resolve_model_path
+
+
+class ModelLoadError(RuntimeError):
+    """The model named by the parameters cannot be loaded; the message says which and why."""
+
+
+def resolve_device(device):
+    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else as given."""
+    if device.strip().lower() != 'auto':
+        return device.strip().lower()
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def detector_kwargs(config):
+    """The keyword arguments of ``load_detector`` that the parameters ``config`` set."""
+    homography = None
+    if not config.homography_is_identity:
+        h = list(config.thermal_to_rgb_homography)
+        homography = (tuple(h[0:3]), tuple(h[3:6]), tuple(h[6:9]))
+    kwargs = {
+        'backend': config.backend,
+        'device': resolve_device(config.device),
+        'precision': config.precision,
+        'score_threshold': float(config.score_threshold),
+        'nms_iou': float(config.nms_iou_threshold),
+        'max_detections': int(config.max_detections),
+        'homography': homography,
+        'build_engine_if_missing': bool(config.build_engine_if_missing),
+    }
+    if config.thermal_range is not None:
+        kwargs['thermal_range'] = tuple(config.thermal_range)
+    if list(config.input_size) != [0, 0]:
+        kwargs['input_size'] = tuple(int(v) for v in config.input_size)
+    return kwargs
+
+
+def load_model(config):
+    """``(FusionDetector, resolved model path)`` for the parameters ``config``.
+
+    Raises ``ModelLoadError`` for any failure (missing file, corrupt or mismatching checkpoint,
+    backend or device unavailable).
+    """
+    path = resolve_model_path(config.model_path)
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model file not found: {path} (model_path '{config.model_path}'; relative paths "
+            'resolve against share/efficientmfd_ros/models)')
+    try:
+        from efficientmfd_ros.runtime import load_detector
+        detector = load_detector(str(path), **detector_kwargs(config))
+        # the first frames would pay for lazy initialisation (cuDNN autotuning, allocations)
+        detector.warmup(1)
+    except Exception as exc:  # every failure of the loading chain becomes one clear message
+        raise ModelLoadError(f'cannot load model {path}: {type(exc).__name__}: {exc}') from exc
+    return detector, path
+
