@@ -12,7 +12,8 @@ def share(folder, pattern='*'):
     entries = {}
     for path in glob(os.path.join(folder, '**', pattern), recursive=True):
         if os.path.isfile(path):
-            entries.setdefault(os.path.join('share', PACKAGE, os.path.dirname(path)), []).append(path)
+            target = os.path.join('share', PACKAGE, os.path.dirname(path))
+            entries.setdefault(target, []).append(path)
     return sorted(entries.items())
 
 
@@ -31,6 +32,7 @@ setup(
     install_requires=[
         'numpy',
         'opencv-python-headless',
+        'pillow',
         'pyyaml',
         'tqdm',
         'torch',
@@ -44,13 +46,14 @@ setup(
         ],
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
         'trt': ['tensorrt'],
-        'bag': ['rosbags'],
-        'test': ['pytest', 'pytest-timeout', 'ruff', 'rosbags', 'pycocotools'],
+        'bag': ['rosbags', 'matplotlib'],
+        'test': ['pytest', 'pytest-timeout', 'ruff', 'rosbags', 'pycocotools', 'matplotlib'],
     },
     zip_safe=True,
     maintainer='efficientmfd_ros maintainers',
     maintainer_email='efficientmfd_ros@users.noreply.github.com',
-    description='RGB-thermal fusion and detection (EfficientMFD) as a ROS 2 node, with offline training.',
+    description='RGB-thermal fusion and detection (EfficientMFD) as a ROS 2 node, '
+                'with offline training.',
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
