@@ -1,0 +1,149 @@
+"""Choosing and creating an inference backend.
+
+``backend='auto'`` tries tensorrt, then onnxruntime, then torch, and records (and logs) why each
+skipped one was skipped. An explicit backend never falls back: if it cannot run,
+BackendUnavailableError says why. ONNX-based backends look for the export next to the weights:
+``<stem>.onnx`` (fp32) and ``<stem>.fp16.onnx`` (``efficientmfd_export --fp16``), and use one only
+if its sidecar says it was exported from these exact weights.
+"""
+from dataclasses import dataclass, field
+import logging
+from pathlib import Path
+
+from efficientmfd_ros.runtime.backend_base import Backend, check_precision
+from efficientmfd_ros.runtime.engine_cache import EngineCacheError, sha256_file
+from efficientmfd_ros.runtime.errors import BackendUnavailableError, ModelFileError
+from efficientmfd_ros.runtime.export import default_onnx_path, read_sidecar
+
+LOG = logging.getLogger('efficientmfd_ros.runtime')
+BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
+AUTO_ORDER = ('tensorrt', 'onnxruntime', 'torch')
+
+
+@dataclass
+class BackendRequest:
+    """What ``load_detector`` asks for; see its docstring for each field."""
+
+    weights: Path
+    device: str = 'cpu'
+    precision: str = 'fp32'
+    fast: bool = False
+    build_engine_if_missing: bool = False
+    engine_cache_dir: str | None = None
+    input_hw: tuple | None = None
+    _weights_sha: str | None = field(default=None, repr=False)
+
+    def weights_sha256(self) -> str:
+        if self._weights_sha is None:
+            self._weights_sha = sha256_file(self.weights)
+        return self._weights_sha
+
+
+def check_input_size(input_size) -> tuple | None:
+    """None, or ``(h, w)`` as ints; ValueError unless both are positive multiples of 32."""
+    if input_size is None:
+        return None
+    size = tuple(int(v) for v in input_size)
+    if len(size) != 2 or any(v <= 0 or v % 32 for v in size):
+        raise ValueError(f'input_size must be (h, w), positive multiples of 32, got {input_size}')
+    return size
+
+
+def create_backend(request: BackendRequest, backend: str = 'auto') -> tuple[Backend, list[str]]:
+    """(backend, notes): notes say why each backend tried before the chosen one was skipped."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    check_precision(request.precision)
+    if not request.weights.is_file():
+        raise FileNotFoundError(f'weights not found: {request.weights}')
+    if backend != 'auto':
+        return _CREATORS[backend](request), []
+    notes = []
+    for name in AUTO_ORDER:
+        try:
+            chosen = _CREATORS[name](request)
+        except (BackendUnavailableError, ModelFileError, EngineCacheError) as exc:
+            note = f'backend auto: skipped {name}: {exc}'
+            LOG.info(note)
+            notes.append(note)
+            continue
+        LOG.info('backend auto: using %s', chosen.describe())
+        return chosen, notes
+    raise BackendUnavailableError('backend auto: no backend can run here:\n' + '\n'.join(notes))
+
+
+def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
+    """The ONNX file ``backend`` should run for ``request``; BackendUnavailableError if none."""
+    weights = request.weights
+    if weights.suffix == '.onnx':
+        _check_exported_size(weights, read_sidecar(weights), request)
+        return weights
+    candidates = []
+    if request.precision == 'fp16' and fp16_ok:
+        candidates.append(default_onnx_path(weights, fp16=True))
+    if request.precision == 'fp32' or backend == 'tensorrt':
+        candidates.append(default_onnx_path(weights))
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        names = ' or '.join(str(c) for c in candidates)
+        raise BackendUnavailableError(
+            f'no ONNX file next to the weights ({names}); export one with efficientmfd_export '
+            f'--weights {weights}' + (' --fp16' if request.precision == 'fp16' else ''))
+    path = found[0]
+    meta = read_sidecar(path)
+    if meta.get('checkpoint_sha256') != request.weights_sha256():
+        raise ModelFileError(f'{path} was exported from other weights than {weights.name} '
+                             '(stale export); export it again')
+    _check_exported_size(path, meta, request)
+    return path
+
+
+def _check_exported_size(path, meta, request):
+    if request.input_hw is not None and tuple(meta['input_size']) != request.input_hw:
+        raise ModelFileError(f'{path} was exported at input size {tuple(meta["input_size"])}, '
+                             f'not the requested {request.input_hw}: export at that size')
+
+
+def _torch(request: BackendRequest) -> Backend:
+    from efficientmfd_ros.model import load_checkpoint
+    from efficientmfd_ros.runtime.backend_torch import TorchBackend, resolve_device
+
+    if request.weights.suffix == '.onnx':
+        raise BackendUnavailableError('the torch backend needs a checkpoint (.pt), not an ONNX '
+                                      'file')
+    device = resolve_device(request.device)
+    model, _, _ = load_checkpoint(request.weights, 'cpu')
+    return TorchBackend(model, device, request.precision, fast=request.fast,
+                        input_hw=request.input_hw)
+
+
+def _onnxruntime(request: BackendRequest) -> Backend:
+    from efficientmfd_ros.runtime.backend_onnx import OnnxRuntimeBackend, import_onnxruntime
+
+    import_onnxruntime()
+    if request.device.startswith('cuda'):
+        from efficientmfd_ros.runtime.backend_onnx import cuda_provider_available
+
+        if not cuda_provider_available():
+            raise BackendUnavailableError(f'device {request.device} but onnxruntime has no '
+                                          'CUDAExecutionProvider (install onnxruntime-gpu)')
+    path = onnx_for(request, 'onnxruntime', fp16_ok=True)
+    return OnnxRuntimeBackend(path, request.device, request.precision)
+
+
+def _tensorrt(request: BackendRequest) -> Backend:
+    import torch
+
+    from efficientmfd_ros.runtime.backend_tensorrt import TensorRTBackend, import_tensorrt
+
+    import_tensorrt()
+    if not request.device.startswith('cuda'):
+        raise BackendUnavailableError(f'tensorrt runs on CUDA and the device is {request.device}')
+    if not torch.cuda.is_available():
+        raise BackendUnavailableError('tensorrt needs a CUDA device; torch sees none')
+    path = onnx_for(request, 'tensorrt', fp16_ok=True)
+    return TensorRTBackend(path, request.device, request.precision, request.engine_cache_dir,
+                           request.build_engine_if_missing, log=LOG.info)
+
+
+_CREATORS = {'torch': _torch, 'onnxruntime': _onnxruntime, 'tensorrt': _tensorrt}
