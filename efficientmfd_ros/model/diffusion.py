@@ -29,6 +29,20 @@ def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], dim=-1)
 
 
+def pixel_scale(like: torch.Tensor, image_hw) -> torch.Tensor:
+    """`(W, H, W, H)` as a `(4,)` tensor of `like`'s dtype on `like`'s device.
+
+    Built from `new_full` fills on that device rather than `new_tensor([w, h, w, h])`: a tensor of
+    host values is a host->device copy, which blocks the host and, inside a CUDA-graph capture,
+    would be recorded from a temporary host buffer. A fresh tensor per call (three tiny kernels, or
+    graph nodes) was chosen over a cache keyed by (h, w, device, dtype) so no tensor made under
+    inference mode is ever reused by a training step, and nothing goes stale when the model moves.
+    """
+    h, w = image_hw
+    width, height = like.new_full((), float(w)), like.new_full((), float(h))
+    return torch.stack([width, height, width, height])
+
+
 class BoxDiffusion(nn.Module):
     """Schedule buffers (not saved in state dicts) and the forward/reverse box processes.
 
@@ -57,13 +71,11 @@ class BoxDiffusion(nn.Module):
         """Signal `(...,4)` -> `xyxy` pixels of an `image_hw = (H, W)` image."""
         scale = self.signal_scale
         cxcywh = (z.clamp(-scale, scale) / scale + 1) * 0.5
-        h, w = image_hw
-        return cxcywh_to_xyxy(cxcywh) * z.new_tensor([w, h, w, h])
+        return cxcywh_to_xyxy(cxcywh) * pixel_scale(z, image_hw)
 
     def boxes_to_signal(self, boxes: torch.Tensor, image_hw) -> torch.Tensor:
         """`xyxy` pixels `(...,4)` -> clamped signal `(...,4)`."""
-        h, w = image_hw
-        cxcywh = xyxy_to_cxcywh(boxes / boxes.new_tensor([w, h, w, h]))
+        cxcywh = xyxy_to_cxcywh(boxes / pixel_scale(boxes, image_hw))
         scale = self.signal_scale
         return ((cxcywh * 2 - 1) * scale).clamp(-scale, scale)
 

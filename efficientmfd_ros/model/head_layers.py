@@ -1,6 +1,12 @@
 """Building blocks of the CFDP head: multi-level RoIAlign, proposal self-attention, dynamic
 instance interaction and the diffusion time embedding. All are static-shape and ONNX-exportable.
+
+`static_graph()` and `avoid_host_sync(device)` tell model code when it must not synchronize with
+the host or make shapes from data: while tracing, exporting or compiling, and also while a CUDA
+graph is being captured, while torch's CUDA sync debug mode is set, or inside `sync_free_paths()`.
 """
+import contextlib
+import contextvars
 import math
 
 import torch
@@ -13,9 +19,11 @@ class MultiLevelRoIAlign(nn.Module):
     """RoIAlign of each box on the pyramid level its size selects.
 
     Level k = floor(4 + log2(sqrt(area) / canonical_size)) clamped to the available levels (the FPN
-    paper's rule, canonical size 224). Traced, exported or compiled graphs pool every box on every
-    level and select with a one-hot level mask, so they hold no data-dependent shapes; eager
-    execution pools each box on its own level only: the same numbers for a fraction of the work.
+    paper's rule, canonical size 224), computed in float32 whatever the box dtype. Traced,
+    exported, compiled or CUDA-graph-captured runs (`avoid_host_sync`) pool every box on every
+    level and select with a one-hot level mask, so they hold no data-dependent shapes and no host
+    sync; other eager runs pool each box on its own level only: the same numbers for a fraction of
+    the work.
     `forward(levels [(B,C,h_k,w_k)], boxes (B,N,4) xyxy pixels) -> (B*N, C, S, S)`, rows ordered
     image-major (row b*N + n is box n of image b).
     """
@@ -29,7 +37,9 @@ class MultiLevelRoIAlign(nn.Module):
         self.sampling_ratio = sampling_ratio
 
     def assign_levels(self, boxes: torch.Tensor) -> torch.Tensor:
-        """Pyramid level `(M,)` (as float) for `boxes (M,4)` xyxy pixels."""
+        """Pyramid level `(M,)` float32 for `boxes (M,4)` xyxy pixels of any float dtype."""
+        # float16 w*h overflows past 65504 (sides over ~256 px) and would pick the wrong level.
+        boxes = boxes.float()
         area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
         level = torch.floor(4 + torch.log2(area.sqrt() / self.canonical_size + 1e-8))
         return level.clamp(self.level_ids[0], self.level_ids[-1])
@@ -43,7 +53,7 @@ class MultiLevelRoIAlign(nn.Module):
         assigned = self.assign_levels(flat)
         if len(self.level_ids) == 1:
             return self._pool(levels[0], rois, self.level_ids[0])
-        if not static_graph():
+        if not avoid_host_sync(boxes.device):
             return self._pool_selected(levels, rois, assigned)
         pooled = None
         for level_id, feat in zip(self.level_ids, levels):
@@ -74,6 +84,36 @@ def static_graph() -> bool:
     """True while tracing, exporting or compiling: then no data-dependent shapes are allowed."""
     return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
             or torch.compiler.is_compiling())
+
+
+_FORCE_SYNC_FREE = contextvars.ContextVar('efficientmfd_force_sync_free', default=False)
+
+
+@contextlib.contextmanager
+def sync_free_paths():
+    """Within this block `avoid_host_sync` is true on every device, so the code paths a CUDA-graph
+    capture takes also run on the CPU (how the tests compare them with the eager paths)."""
+    token = _FORCE_SYNC_FREE.set(True)
+    try:
+        yield
+    finally:
+        _FORCE_SYNC_FREE.reset(token)
+
+
+def avoid_host_sync(device: torch.device) -> bool:
+    """True when code working on `device` must neither wait for it nor make shapes from data.
+
+    That is under `static_graph()`, inside `sync_free_paths()`, and on CUDA while the current
+    stream is capturing a graph or while torch's sync debug mode is set: the torch backend's fast
+    path probes a stage for host syncs under that mode before capturing it, so the probe must see
+    the path the capture will take. Plain eager runs (CPU or CUDA) get False and the cheaper
+    data-dependent paths.
+    """
+    if static_graph() or _FORCE_SYNC_FREE.get():
+        return True
+    if device.type != 'cuda':
+        return False
+    return torch.cuda.is_current_stream_capturing() or torch.cuda.get_sync_debug_mode() != 0
 
 
 class ProposalAttention(nn.Module):

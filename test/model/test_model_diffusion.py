@@ -8,6 +8,7 @@ from efficientmfd_ros.model.diffusion import (
     BoxDiffusion,
     cosine_beta_schedule,
     cxcywh_to_xyxy,
+    pixel_scale,
     xyxy_to_cxcywh,
 )
 
@@ -29,6 +30,20 @@ def test_box_conversions_and_signal_round_trip():
     z = diffusion.boxes_to_signal(boxes, (64, 96))
     assert torch.allclose(z[1], torch.tensor([0.0, 0.0, 2.0, 2.0]))
     assert torch.allclose(diffusion.signal_to_boxes(z, (64, 96)), boxes, atol=1e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_pixel_scale_matches_a_host_made_scale(dtype):
+    z = torch.randn(2, 5, 4, generator=torch.Generator().manual_seed(0)).to(dtype)
+    scale = pixel_scale(z, (64, 96))
+    assert scale.dtype == dtype and scale.device == z.device
+    assert torch.equal(scale, torch.tensor([96.0, 64.0, 96.0, 64.0], dtype=dtype))
+    diffusion = BoxDiffusion()
+    boxes = diffusion.signal_to_boxes(z, (64, 96))
+    expected = cxcywh_to_xyxy((z.clamp(-2, 2) / 2 + 1) * 0.5) * scale
+    assert boxes.dtype == dtype and torch.equal(boxes, expected)
+    signal = diffusion.boxes_to_signal(boxes, (64, 96))
+    assert torch.equal(signal, ((xyxy_to_cxcywh(boxes / scale) * 2 - 1) * 2).clamp(-2, 2))
 
 
 def test_q_sample_endpoints():

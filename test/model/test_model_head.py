@@ -1,16 +1,25 @@
-"""CFDP head pieces: box deltas, level assignment, pooling paths, stage wiring."""
+"""CFDP head pieces: box deltas, level assignment, pooling paths, stage wiring, and the
+sync-free (CUDA-graph capture) path of `detect()`."""
 import math
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
+from efficientmfd_ros.model import build_model
 from efficientmfd_ros.model.config import HeadConfig
 from efficientmfd_ros.model.head import CFDPHead, apply_deltas
 from efficientmfd_ros.model.head_layers import (
     DynamicInteraction,
     MultiLevelRoIAlign,
     TimeEmbedding,
+    avoid_host_sync,
+    sync_free_paths,
 )
+
+# Torch calls that wait for the device or copy host values to it: none may run during capture.
+HOST_SYNC_OPS = {'nonzero', 'item', 'tolist', '__bool__', '__int__', '__float__', '__index__',
+                 'new_tensor', 'tensor', 'as_tensor', 'cpu', 'numpy', 'masked_select', 'unique'}
 
 
 def test_apply_deltas():
@@ -76,3 +85,105 @@ def test_head_stages_refine_and_detach():
     outputs[1][1].sum().backward()
     assert head.stages[0].box_deltas.weight.grad is None
     assert head.stages[1].box_deltas.weight.grad is not None
+
+
+def test_fp16_boxes_get_the_fp32_level():
+    pooler = MultiLevelRoIAlign([2, 3, 4, 5], 7, 2)
+    boxes = torch.tensor([[0.0, 0.0, 300.0, 300.0], [10.0, 20.0, 310.0, 320.0],
+                          [0.0, 0.0, 20.0, 20.0], [0.0, 0.0, 60.0, 1000.0]])
+    half = boxes.half()
+    # 300 * 300 does not fit in float16: an fp16 area would send these boxes to the top level.
+    assert torch.isinf(half[0, 2] * half[0, 3])
+    levels = pooler.assign_levels(half)
+    assert levels.dtype == torch.float32
+    assert torch.equal(levels, pooler.assign_levels(boxes))
+    assert levels.tolist() == [4.0, 4.0, 2.0, 4.0]
+    feats = [torch.randn(1, 4, 512 // 2 ** k, 512 // 2 ** k) for k in (2, 3, 4, 5)]
+    assert torch.equal(pooler(feats, half[None]), pooler(feats, boxes[None]))
+
+
+def test_avoid_host_sync_switch():
+    cpu = torch.device('cpu')
+    assert not avoid_host_sync(cpu)
+    with sync_free_paths():
+        assert avoid_host_sync(cpu)
+        with sync_free_paths():
+            assert avoid_host_sync(cpu)
+        assert avoid_host_sync(cpu)
+    assert not avoid_host_sync(cpu)
+
+
+class _OpRecorder(TorchFunctionMode):
+    """Records the name of every torch function and tensor method called inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.add(getattr(func, '__name__', str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def _multi_step_model(cfg):
+    """The tiny model with two DDIM steps and box renewal, so `detect()` runs every box
+    conversion (signal -> boxes -> signal) the sampler has."""
+    cfg.head.sampling_steps = 2
+    cfg.head.box_renewal = True
+    torch.manual_seed(0)
+    return build_model(cfg).eval()
+
+
+def test_capture_path_equals_eager_and_never_syncs(tiny_cfg, tiny_inputs):
+    model = _multi_step_model(tiny_cfg)
+    rgb, thermal = tiny_inputs
+    noise = model.make_noise_boxes(2, torch.Generator().manual_seed(4))
+    hw = (64, 96)
+    start = model.diffusion.signal_to_boxes(noise, hw).reshape(-1, 4)
+    assert len(set(model.head.stages[0].pooler.assign_levels(start).tolist())) > 1
+    with torch.inference_mode():
+        feats = model.extract(rgb, thermal)
+        with _OpRecorder() as eager_ops:
+            eager = model.detect(feats, hw, noise)
+        with sync_free_paths(), _OpRecorder() as capture_ops:
+            captured = model.detect(feats, hw, noise)
+    # The eager run takes the per-level path (nonzero); the capture path has no host round trip.
+    assert 'nonzero' in eager_ops.names
+    assert not HOST_SYNC_OPS & capture_ops.names, HOST_SYNC_OPS & capture_ops.names
+    assert torch.equal(captured['pred_logits'], eager['pred_logits'])
+    assert torch.equal(captured['pred_boxes'], eager['pred_boxes'])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='needs a CUDA device to capture detect() in a CUDA graph')
+def test_detect_runs_as_a_cuda_graph(tiny_cfg, tiny_inputs):
+    model = _multi_step_model(tiny_cfg).cuda()
+    rgb, thermal = (x.cuda() for x in tiny_inputs)
+    hw = (64, 96)
+    first = model.make_noise_boxes(2, torch.Generator().manual_seed(1), device='cuda')
+    second = model.make_noise_boxes(2, torch.Generator().manual_seed(2), device='cuda')
+    static_noise = first.clone()
+    with torch.inference_mode():
+        feats = model.extract(rgb, thermal)
+        expected = model.detect(feats, hw, second)
+        # The torch backend's probe: a stage that syncs raises under this mode.
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode('error')
+        try:
+            model.detect(feats, hw, static_noise)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                model.detect(feats, hw, static_noise)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = model.detect(feats, hw, static_noise)
+        static_noise.copy_(second)
+        graph.replay()
+        torch.cuda.synchronize()
+    torch.testing.assert_close(out['pred_logits'], expected['pred_logits'], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out['pred_boxes'], expected['pred_boxes'], atol=1e-3, rtol=1e-4)
