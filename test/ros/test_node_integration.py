@@ -325,5 +325,6 @@ def test_lifecycle_transitions(rig, pairs, node):
         send(rig, rgb, thermal, stamps)
         msg = detections_at(rig, stamps[0], timeout_s=1.0)
     assert msg is not None, 'no detections after cleanup + configure + activate'
-    assert node.stop() == 0
+    code = node.stop()
+    assert code == 0, f'node exit status {code} after SIGINT; its output:\n{node.output()[-3000:]}'
     assert 'Traceback' not in node.output()
