@@ -61,6 +61,7 @@ setup(
             'efficientmfd_train = efficientmfd_ros.tools.train:main',
             'efficientmfd_eval = efficientmfd_ros.tools.evaluate:main',
             'efficientmfd_export = efficientmfd_ros.tools.export:main',
+            'efficientmfd_compact_weights = efficientmfd_ros.tools.compact_weights:main',
             'efficientmfd_build_engine = efficientmfd_ros.tools.build_engine:main',
             'efficientmfd_make_bag = efficientmfd_ros.tools.make_bag:main',
             'efficientmfd_eval_bag = efficientmfd_ros.tools.eval_bag:main',

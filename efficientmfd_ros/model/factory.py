@@ -30,11 +30,13 @@ def build_model(cfg: ModelConfig, load_backbone_weights: bool = True) -> Efficie
 
 
 def save_checkpoint(path, model: EfficientMFD, cfg: ModelConfig | None = None,
-                    extra: dict | None = None) -> Path:
+                    extra: dict | None = None, weights_dtype: torch.dtype | None = None) -> Path:
     """Write `model`'s weights and configuration to `path` atomically (temporary file + rename).
 
     `extra` may carry `train_config` (a plain dict) and further plain keys (iteration, metrics...);
-    it cannot override the model's own entries.
+    it cannot override the model's own entries. `weights_dtype=torch.float16` stores the floating
+    tensors at half the size (a deployable file; `load_checkpoint` restores float32 modules); a
+    value that float16 cannot hold raises ValueError instead of being written as inf.
     """
     cfg = cfg or model.cfg
     extra = dict(extra or {})
@@ -43,7 +45,7 @@ def save_checkpoint(path, model: EfficientMFD, cfg: ModelConfig | None = None,
         raise ValueError(f'extra must not override checkpoint keys {clash}')
     ckpt = {
         **extra,
-        'model': {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        'model': _state_as(model.state_dict(), weights_dtype),
         'model_config': cfg.to_dict(),
         'class_names': list(cfg.class_names),
         'input_size': list(cfg.input_size),
@@ -60,6 +62,19 @@ def save_checkpoint(path, model: EfficientMFD, cfg: ModelConfig | None = None,
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _state_as(state: dict, dtype: torch.dtype | None) -> dict:
+    out = {}
+    for key, value in state.items():
+        value = value.detach().cpu()
+        if dtype is not None and value.is_floating_point():
+            cast = value.to(dtype)
+            if not torch.isfinite(cast).all() and torch.isfinite(value).all():
+                raise ValueError(f'{key}: values beyond the range of {dtype}')
+            value = cast
+        out[key] = value
+    return out
 
 
 def read_checkpoint(path, map_location='cpu') -> dict:
