@@ -38,7 +38,9 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         cfg = load_train_config(args.config, overrides)
+        from efficientmfd_ros.train.allocator import keep_freed_memory
         from efficientmfd_ros.train.trainer import Trainer
+        keep_freed_memory()
         trainer = Trainer(cfg, resume=args.resume)
     except (ConfigError, ModelConfigError, DatasetError, TrainStateError, CheckpointError) as exc:
         print(f'efficientmfd_train: {exc}', file=sys.stderr)
