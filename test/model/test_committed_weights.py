@@ -7,19 +7,14 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
+from torchvision.ops import box_iou  # noqa: E402
+
 from efficientmfd_ros.model import read_checkpoint  # noqa: E402
 from efficientmfd_ros.runtime.detector import load_detector  # noqa: E402
 from efficientmfd_ros.train.data_labels import parse_voc  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'models' / 'efficientmfd_lite_llvip.pt'
 VALIDATION = [f'0100{i}' for i in range(33, 41)]
-
-
-def iou(a, b):
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_checkpoint_is_float16_and_describes_itself():
@@ -46,10 +41,10 @@ def test_finds_most_validation_pedestrians(llvip_person):
         truth = [box for _, box in labels.entries]
         result = detector.infer(rgb, thermal, fuse=False)
         assert result.boxes.dtype == np.float32 and (result.labels == 0).all()
-        hits = [any(iou(t, b) >= 0.5 for b in result.boxes) for t in truth]
-        found += sum(hits)
+        matched = box_iou(torch.tensor(truth), torch.from_numpy(result.boxes)) >= 0.5
+        found += int(matched.any(dim=1).sum())
         total += len(truth)
-        false_alarms += sum(not any(iou(t, b) >= 0.5 for t in truth) for b in result.boxes)
+        false_alarms += int((~matched.any(dim=0)).sum())
     assert total == 32
     assert found >= 0.6 * total, f'{found} of {total} pedestrians found'
     # measured when committed: 22 of 32 found, 6 false alarms, at score >= 0.3
