@@ -112,11 +112,14 @@ class LossConfig:
 class GMTAConfig:
     """Gradient Matrix Task-Alignment over the shared modules (joint task only)."""
 
-    # Apply GMTA every `interval` steps (plain summed loss between); 0: never. The aligned
-    # update's norm is s_min, often orders of magnitude below the summed gradient's, so with
-    # interval > 1 the plain steps dominate AdamW's moments; 1 keeps the scale consistent.
+    # Apply GMTA every `interval` steps (plain summed loss between); 0: never. With scale 'min'
+    # the aligned update's norm is s_min, often orders of magnitude below the summed gradient's,
+    # so with interval > 1 the plain steps dominate AdamW's moments; 1 keeps the scale consistent.
     interval: int = 1
     omega: float = 0.5  # weight of the aligned fusion gradient; 1 - omega for detection
+    # Length of the aligned task gradients: 'min' = s_min (the paper), 'rms' = the RMS singular
+    # value, which keeps the summed gradient's scale (see train/gmta.py).
+    scale: str = 'min'
     shared_modules: tuple[str, ...] = ('backbone', 'fpn')  # theta*: what both tasks go through
     fusion_modules: tuple[str, ...] = ('fusion',)  # trained by the fusion loss only
     detection_modules: tuple[str, ...] = ('head',)  # trained by the detection loss only
@@ -124,6 +127,8 @@ class GMTAConfig:
     def validate(self):
         _require(self.interval >= 0, f'gmta.interval must be >= 0, got {self.interval}')
         _require(0 <= self.omega <= 1, f'gmta.omega must be in [0, 1], got {self.omega}')
+        _require(self.scale in ('min', 'rms'), f"gmta.scale must be 'min' or 'rms', "
+                 f'got {self.scale!r}')
 
 
 @dataclass

@@ -3,13 +3,20 @@
 The gradients of the fusion loss `L_u` and the detection loss `L_d` over the shared parameters
 (backbone + FPN, `P` numbers in all) form `G = [g_u, g_d]` `(P,2)`. GMTA replaces `G` by the
 closest matrix with orthogonal, equal-norm columns (the Procrustes problem): with the thin SVD
-`G = U S V^T`, `G_hat = s_min U V^T`, so `G_hat^T G_hat = s_min^2 I` and its condition number is
+`G = U S V^T`, `G_hat = sigma U V^T`, so `G_hat^T G_hat = sigma^2 I` and its condition number is
 1: neither task dominates the shared update. The update written into `.grad` of every shared
 parameter is `omega g_hat_u + (1 - omega) g_hat_d`.
 
+`scale` picks sigma: `'min'` (s_min, the paper's and Aligned-MTL's choice) or `'rms'`
+(`sqrt((s_1^2 + s_2^2) / 2)`, so `G_hat` keeps the Frobenius norm of `G`). Only the length of the
+update differs. With `'min'`, when one task's gradient is ~1e5 times the other's (detection vs
+fusion early in training), the shared update is ~1e5 times shorter than the summed gradient and
+AdamW's epsilon, not the gradient, sets the step of the shared parameters; `'rms'` keeps the
+alignment and the summed gradient's scale.
+
 The thin SVD of the `(P,2)` matrix comes from its QR factorisation, `G = Q R` (two-column
 Gram-Schmidt in float64), and the SVD of the `2x2` `R = U_r S V^T`: then `U = Q U_r`, so
-`G_hat = G M` with `M = s_min V S^-1 V^T`, and the combined update is `a g_u + b g_d` with
+`G_hat = G M` with `M = sigma V S^-1 V^T`, and the combined update is `a g_u + b g_d` with
 `(a, b) = M (omega, 1 - omega)`; `U` is never formed. Working from `R` rather than from the Gram
 matrix `G^T G` keeps `s_min` accurate for nearly parallel gradients, where the Gram matrix would
 square the condition number.
@@ -38,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 TASKS = ('fusion', 'detection')
+SCALES = ('min', 'rms')
 
 
 @dataclass
@@ -104,9 +112,10 @@ def triangular_factor(g_u: torch.Tensor, g_d: torch.Tensor, chunk: int = 1 << 22
     return torch.stack([r11, ud / r11, torch.zeros_like(uu), residual.sqrt()]).view(2, 2)
 
 
-def align_coefficients(r: torch.Tensor, omega: float, zero_tol=1e-12, collinear_tol=1e-6):
+def align_coefficients(r: torch.Tensor, omega: float, zero_tol=1e-12, collinear_tol=1e-6,
+                       scale: str = 'min'):
     """`(a, b, stats)` such that `a g_u + b g_d` is the aligned update, from the R factor of
-    `G = [g_u, g_d]` (see `triangular_factor`).
+    `G = [g_u, g_d]` (see `triangular_factor`); `scale` ('min' or 'rms') sets sigma.
 
     `stats` is `(kappa_before, kappa_after, cosine, norm_u, norm_d, fallback)`. A task gradient
     counts as zero when its norm is at most `zero_tol` times the other's; the two count as
@@ -129,7 +138,8 @@ def align_coefficients(r: torch.Tensor, omega: float, zero_tol=1e-12, collinear_
     if float(r[1, 1]) <= collinear_tol * norm_d:
         return omega, 1 - omega, (*unaligned, 'collinear')
     _, singular, vh = torch.linalg.svd(r)
-    mix = singular[-1] * vh.T @ torch.diag(1 / singular) @ vh
+    sigma = singular[-1] if scale == 'min' else singular.square().mean().sqrt()
+    mix = sigma * vh.T @ torch.diag(1 / singular) @ vh
     coeffs = mix @ r.new_tensor([omega, 1 - omega])
     kappa_after = _kappa(torch.linalg.svdvals(r @ mix))
     return float(coeffs[0]), float(coeffs[1]), (kappa_before, kappa_after, cosine, norm_u,
@@ -141,14 +151,18 @@ class GMTA:
 
     `shared_params`: the parameters both tasks back-propagate through (backbone + FPN).
     `task_params`: `{'fusion': [...], 'detection': [...]}`, parameters only that task trains
-    (either may be missing or empty). `omega` weights the fusion task, `1 - omega` detection.
+    (either may be missing or empty). `omega` weights the fusion task, `1 - omega` detection;
+    `scale` ('min' or 'rms') sets the length of the aligned columns (see the module docstring).
     Parameters without `requires_grad` are ignored; a parameter may appear in one list only.
     """
 
     def __init__(self, shared_params, task_params=None, omega=0.5, zero_tol=1e-12,
-                 collinear_tol=1e-6):
+                 collinear_tol=1e-6, scale='min'):
         if not 0.0 <= omega <= 1.0:
             raise ValueError(f'GMTA omega must lie in [0, 1], got {omega}')
+        if scale not in SCALES:
+            raise ValueError(f'GMTA scale must be one of {SCALES}, got {scale!r}')
+        self.scale = scale
         task_params = dict(task_params or {})
         unknown = set(task_params) - set(TASKS)
         if unknown:
@@ -191,7 +205,7 @@ class GMTA:
         specific_u, specific_d = flat[2 * size:].split(
             [sum(p.numel() for p in fusion), sum(p.numel() for p in detection)])
         a, b, stats = align_coefficients(triangular_factor(g_u, g_d), self.omega,
-                                         self.zero_tol, self.collinear_tol)
+                                         self.zero_tol, self.collinear_tol, self.scale)
         combined = a * g_u + b * g_d
         for params, source in ((shared, combined), (fusion, specific_u), (detection, specific_d)):
             for p, g in zip(params, _scatter(source, params)):

@@ -124,7 +124,8 @@ class Trainer:
                 if p.requires_grad and id(p) not in covered]
         if left:
             raise ConfigError(f'gmta: trainable parameters outside the module lists: {left[:5]}')
-        return GMTA(shared, {'fusion': fusion, 'detection': detection}, omega=g.omega)
+        return GMTA(shared, {'fusion': fusion, 'detection': detection}, omega=g.omega,
+                    scale=g.scale)
 
     def autocast(self):
         if self.amp_dtype is None:

@@ -161,10 +161,34 @@ def test_single_shared_number_and_no_shared_parameters():
     torch.testing.assert_close(only.grad, torch.full((2,), 4.0))
 
 
+def test_rms_scale_keeps_the_direction_and_the_frobenius_norm():
+    # Gradients 1e5 apart, as detection vs fusion early in training: 'min' shrinks the shared
+    # update to ~the small one's norm, 'rms' keeps G's scale; both write the same direction.
+    rng = np.random.default_rng(1)
+    g_u = rng.normal(size=500) * 1e-4
+    g_d = rng.normal(size=500) * 10.0
+    written = {}
+    for scale in ('min', 'rms'):
+        w = torch.zeros(500, dtype=torch.float64, requires_grad=True)
+        stats = GMTA([w], scale=scale).step((w * torch.from_numpy(g_u)).sum(),
+                                            (w * torch.from_numpy(g_d)).sum())
+        assert stats.kappa_after == pytest.approx(1.0, abs=1e-9)
+        written[scale] = w.grad.numpy()
+    s = np.linalg.svd(np.stack([g_u, g_d], 1), compute_uv=False)
+    ratio = np.sqrt((s ** 2).mean()) / s.min()
+    assert ratio > 1e4
+    np.testing.assert_allclose(written['rms'], written['min'] * ratio, rtol=1e-6)
+    # omega = 1/2 of two orthogonal columns of length sigma: |update| = sigma / sqrt(2).
+    assert np.linalg.norm(written['rms']) == pytest.approx(
+        np.linalg.norm(np.stack([g_u, g_d])) / 2, rel=1e-6)
+
+
 def test_bad_arguments_are_rejected():
     w = torch.ones(2, requires_grad=True)
     with pytest.raises(ValueError, match='omega'):
         GMTA([w], omega=1.5)
+    with pytest.raises(ValueError, match='scale'):
+        GMTA([w], scale='max')
     with pytest.raises(ValueError, match='more than one'):
         GMTA([w], {'fusion': [w]})
     with pytest.raises(ValueError, match='keys'):

@@ -47,6 +47,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ('--task=segmentation', 'task must be one of'),
     ('--schedule.policy=linear', "schedule.policy must be 'step' or 'cosine'"),
     ('--gmta.omega=2', 'gmta.omega must be in [0, 1]'),
+    ('--gmta.scale=max', "gmta.scale must be 'min' or 'rms'"),
     ('optim.lr=1', 'must look like --key=value'),
 ])
 def test_bad_values_name_the_key(tmp_path, override, message):
