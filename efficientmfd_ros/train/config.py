@@ -141,9 +141,15 @@ class EvalConfig:
     max_detections: int = 100  # per image
     fusion_metrics: tuple[str, ...] = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim')  # metrics_fusion
     max_images: int = 0  # evaluate at most this many validation pairs; 0: all
+    # Noise-box draws to score (mAP averaged over them; the best checkpoint is picked on that
+    # mean). Empty: the model's own `head.noise_seed`, as the runtime runs. On a small split one
+    # draw moves AP50 by several points, so a few draws make the pick less of a lottery.
+    noise_seeds: tuple[int, ...] = ()
 
     def validate(self):
         _require(self.interval >= 0, 'eval.interval must be >= 0')
+        _require(all(isinstance(s, int) and s >= 0 for s in self.noise_seeds),
+                 f'eval.noise_seeds must be non-negative integers, got {list(self.noise_seeds)}')
         known = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim', 'vif', 'paper_mi', 'paper_vif')
         unknown = sorted(set(self.fusion_metrics) - set(known))
         _require(not unknown, f'eval.fusion_metrics: unknown {unknown}; known: {list(known)}')

@@ -48,16 +48,32 @@ def fusion_scores(rgb, thermal, fused_y, names) -> list[dict]:
     return out
 
 
+def _noise_draws(model, seeds, batch: int, device) -> list[torch.Tensor]:
+    """One `(batch, N, 4)` noise-box tensor per seed (shared by every image, as the runtime
+    draws them); no seeds: the model's own `head.noise_seed`."""
+    if not seeds:
+        return [model.make_noise_boxes(batch, device=device)]
+    draws = []
+    for seed in seeds:
+        generator = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn(1, model.num_proposals, 4, generator=generator)
+        draws.append(noise.expand(batch, -1, -1).to(device))
+    return draws
+
+
 @torch.no_grad()
 def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> dict:
     """`{'map50', 'map50_95', 'per_class_ap50', 'fusion': {name: mean}, 'num_images'}`.
 
     `model` is the (unwrapped) EfficientMFD; `loader` yields `PairCollate` batches; `autocast`
-    is a context-manager factory. The model is left in training mode.
+    is a context-manager factory. The model is left in training mode. With `cfg.noise_seeds`,
+    the detection metrics are means over one COCO evaluation per noise draw, and
+    `map50_per_seed` lists each draw's map50.
     """
     model.eval()
     post = PostprocessConfig(cfg.score_threshold, cfg.nms_iou, cfg.max_detections)
-    evaluator = DetectionEvaluator(class_names)
+    draws = max(len(cfg.noise_seeds), 1)
+    evaluators = [DetectionEvaluator(class_names) for _ in range(draws)]
     fusion = defaultdict(list)
     seen = 0
     try:
@@ -65,17 +81,20 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
             rgb = batch['rgb'].to(device, non_blocking=True)
             thermal = batch['thermal'].to(device, non_blocking=True)
             hw = tuple(rgb.shape[-2:])
+            transform = compute_transform(hw, hw, letterbox=False)
             with autocast():
                 feats = model.extract(rgb, thermal)
-                det = model.detect(feats, hw, model.make_noise_boxes(rgb.shape[0], device=device))
                 fused = model.fuse(rgb, thermal, feats) if cfg.fusion_metrics else None
-            transform = compute_transform(hw, hw, letterbox=False)
-            for i, target in enumerate(batch['targets']):
-                boxes, scores, labels = decode(det['pred_logits'][i], det['pred_boxes'][i],
-                                               transform, post)
-                evaluator.add(f'{seen}:{batch["ids"][i]}', hw, target['boxes'].numpy(),
-                              target['labels'].numpy(), boxes, scores, labels)
-                seen += 1
+            noises = _noise_draws(model, cfg.noise_seeds, rgb.shape[0], device)
+            for evaluator, noise in zip(evaluators, noises):
+                with autocast():
+                    det = model.detect(feats, hw, noise)
+                for i, target in enumerate(batch['targets']):
+                    boxes, scores, labels = decode(det['pred_logits'][i], det['pred_boxes'][i],
+                                                   transform, post)
+                    evaluator.add(f'{seen + i}:{batch["ids"][i]}', hw, target['boxes'].numpy(),
+                                  target['labels'].numpy(), boxes, scores, labels)
+            seen += len(batch['targets'])
             if fused is not None:
                 for scores in fusion_scores(rgb, thermal, fused, cfg.fusion_metrics):
                     for name, value in scores.items():
@@ -84,8 +103,19 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
                 break
     finally:
         model.train()
-    coco = evaluator.evaluate()
-    per_class = {name: c['ap50'] for name, c in coco.get('per_class', {}).items()}
+    results = [evaluator.evaluate() for evaluator in evaluators]
+    names = list(results[0].get('per_class', {}))
+    per_class = {name: _mean_or_none([r['per_class'][name]['ap50'] for r in results])
+                 for name in names}
     means = {name: _nanmean(vals) for name, vals in fusion.items()}
-    return {'map50': coco['map50'], 'map50_95': coco['map50_95'], 'per_class_ap50': per_class,
-            'fusion': means, 'num_images': seen}
+    out = {'map50': _mean_or_none([r['map50'] for r in results]),
+           'map50_95': _mean_or_none([r['map50_95'] for r in results]),
+           'per_class_ap50': per_class, 'fusion': means, 'num_images': seen}
+    if cfg.noise_seeds:
+        out['map50_per_seed'] = [r['map50'] for r in results]
+    return out
+
+
+def _mean_or_none(values):
+    """Mean of `values`, or None when any is None (no ground truth to score)."""
+    return None if any(v is None for v in values) else float(np.mean(values))

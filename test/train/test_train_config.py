@@ -48,6 +48,7 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ('--schedule.policy=linear', "schedule.policy must be 'step' or 'cosine'"),
     ('--gmta.omega=2', 'gmta.omega must be in [0, 1]'),
     ('--gmta.scale=max', "gmta.scale must be 'min' or 'rms'"),
+    ('--eval.noise_seeds=[-1]', 'eval.noise_seeds must be non-negative integers'),
     ('optim.lr=1', 'must look like --key=value'),
 ])
 def test_bad_values_name_the_key(tmp_path, override, message):
