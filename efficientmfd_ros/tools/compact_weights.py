@@ -4,6 +4,8 @@ Training writes float32 checkpoints (they resume and fine-tune). A deployed mode
 bytes: this rewrites the weights as float16 and keeps every other key (model config, class names,
 train config, metrics), then reloads both files and reports how far the detections of one
 deterministic random input moved. The runtime loads the copy into float32 modules as usual.
+`--num-proposals N` also sets how many noise boxes the deployed model draws per image: the head
+takes any number of boxes, so, as in DiffusionDet, inference may use more than training did.
 Exit status: 0 written, 2 bad input.
 """
 import argparse
@@ -15,6 +17,8 @@ def parse_args(argv=None):
                                      description=__doc__.split('\n\n')[0])
     parser.add_argument('--weights', required=True, help='float32 checkpoint (.pt)')
     parser.add_argument('--out', required=True, help='where to write the float16 copy')
+    parser.add_argument('--num-proposals', type=int, default=None, metavar='N',
+                        help='noise boxes per image at inference (default: as trained)')
     return parser.parse_args(argv)
 
 
@@ -35,25 +39,31 @@ def output_drift(model_a, model_b) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    import dataclasses
     from pathlib import Path
 
     import torch
 
     from efficientmfd_ros.model import CheckpointError, load_checkpoint, save_checkpoint
+    from efficientmfd_ros.model.config import ModelConfigError
     from efficientmfd_ros.model.factory import REQUIRED_KEYS
     try:
         model, cfg, ckpt = load_checkpoint(args.weights)
         extra = {k: v for k, v in ckpt.items() if k not in REQUIRED_KEYS or k == 'train_config'}
+        if args.num_proposals is not None:
+            cfg = dataclasses.replace(cfg, head=dataclasses.replace(
+                cfg.head, num_proposals=args.num_proposals))
+            cfg.validate()
         out = save_checkpoint(args.out, model, cfg, extra=extra, weights_dtype=torch.float16)
         compact, _, _ = load_checkpoint(out)
-    except (CheckpointError, ValueError, OSError) as exc:
+    except (CheckpointError, ModelConfigError, ValueError, OSError) as exc:
         print(f'efficientmfd_compact_weights: error: {exc}', file=sys.stderr)
         return 2
     size_in, size_out = Path(args.weights).stat().st_size, out.stat().st_size
     box_px, score = output_drift(model, compact)
     print(f'efficientmfd_compact_weights: wrote {out} ({size_out / 1e6:.1f} MB, '
-          f'{size_in / 1e6:.1f} MB before); largest change on a test input: boxes '
-          f'{box_px:.3g} px, scores {score:.3g}', flush=True)
+          f'{size_in / 1e6:.1f} MB before, {cfg.head.num_proposals} proposals); largest change '
+          f'on a test input: boxes {box_px:.3g} px, scores {score:.3g}', flush=True)
     return 0
 
 

@@ -29,6 +29,26 @@ def test_half_copy_is_smaller_loads_as_float32_and_keeps_metadata(tiny_weights, 
     assert 0 < box_px < 1.0 and score < 0.01
 
 
+def test_num_proposals_changes_only_the_deployed_box_count(tiny_weights, tmp_path, capsys):
+    model, cfg, _ = load_checkpoint(tiny_weights)
+    out = tmp_path / 'more.pt'
+    wanted = cfg.head.num_proposals * 2
+    assert main(['--weights', str(tiny_weights), '--out', str(out),
+                 '--num-proposals', str(wanted)]) == 0
+    assert f'{wanted} proposals' in capsys.readouterr().out
+    compact, compact_cfg, _ = load_checkpoint(out)
+    assert compact_cfg.head.num_proposals == wanted
+    assert compact.make_noise_boxes(1).shape[1] == wanted
+    assert compact_cfg.head.hidden_dim == cfg.head.hidden_dim
+    logits, boxes, _ = compact(*[torch.rand(1, c, *cfg.input_size) for c in (3, 1)],
+                               compact.make_noise_boxes(1), run_fusion=False)
+    assert logits.shape[1] == boxes.shape[1] == wanted
+    assert main(['--weights', str(tiny_weights), '--out', str(tmp_path / 'bad.pt'),
+                 '--num-proposals', '0']) == 2
+    assert 'num_proposals' in capsys.readouterr().err
+    assert not (tmp_path / 'bad.pt').exists()
+
+
 def test_values_beyond_float16_are_refused(tiny_weights, tmp_path):
     model, _, _ = load_checkpoint(tiny_weights)
     with torch.no_grad():
