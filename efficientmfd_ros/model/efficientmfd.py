@@ -116,16 +116,17 @@ class EfficientMFD(nn.Module):
         return self.fusion(rgb_to_luma(rgb), thermal, levels)
 
     def make_noise_boxes(self, batch: int, generator: torch.Generator | None = None,
-                         device=None) -> torch.Tensor:
+                         device=None, seed: int | None = None) -> torch.Tensor:
         """Initial noise boxes z_T `(batch, N, 4)` float32 (standard normal, signal space).
 
-        Without a generator, one draw from a generator seeded with `head.noise_seed` is shared by
-        every image, so an image's detections depend neither on the call nor on the batch. With a
-        (CPU) generator, each image gets its own draw.
+        Without a generator, one draw from a generator seeded with `seed` (default
+        `head.noise_seed`) is shared by every image, so an image's detections depend neither on
+        the call nor on the batch. With a (CPU) generator, each image gets its own draw.
         """
         n = self.num_proposals
         if generator is None:
-            generator = torch.Generator().manual_seed(self.cfg.head.noise_seed)
+            seed = self.cfg.head.noise_seed if seed is None else int(seed)
+            generator = torch.Generator().manual_seed(seed)
             noise = torch.randn(1, n, 4, generator=generator).expand(batch, n, 4).contiguous()
         else:
             noise = torch.randn(batch, n, 4, generator=generator)

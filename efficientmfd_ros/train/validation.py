@@ -48,19 +48,6 @@ def fusion_scores(rgb, thermal, fused_y, names) -> list[dict]:
     return out
 
 
-def _noise_draws(model, seeds, batch: int, device) -> list[torch.Tensor]:
-    """One `(batch, N, 4)` noise-box tensor per seed (shared by every image, as the runtime
-    draws them); no seeds: the model's own `head.noise_seed`."""
-    if not seeds:
-        return [model.make_noise_boxes(batch, device=device)]
-    draws = []
-    for seed in seeds:
-        generator = torch.Generator().manual_seed(int(seed))
-        noise = torch.randn(1, model.num_proposals, 4, generator=generator)
-        draws.append(noise.expand(batch, -1, -1).to(device))
-    return draws
-
-
 @torch.no_grad()
 def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> dict:
     """`{'map50', 'map50_95', 'per_class_ap50', 'fusion': {name: mean}, 'num_images'}`.
@@ -72,8 +59,8 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
     """
     model.eval()
     post = PostprocessConfig(cfg.score_threshold, cfg.nms_iou, cfg.max_detections)
-    draws = max(len(cfg.noise_seeds), 1)
-    evaluators = [DetectionEvaluator(class_names) for _ in range(draws)]
+    seeds = cfg.noise_seeds or (None,)  # None: the model's own head.noise_seed
+    evaluators = [DetectionEvaluator(class_names) for _ in seeds]
     fusion = defaultdict(list)
     seen = 0
     try:
@@ -85,8 +72,8 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
             with autocast():
                 feats = model.extract(rgb, thermal)
                 fused = model.fuse(rgb, thermal, feats) if cfg.fusion_metrics else None
-            noises = _noise_draws(model, cfg.noise_seeds, rgb.shape[0], device)
-            for evaluator, noise in zip(evaluators, noises):
+            for evaluator, seed in zip(evaluators, seeds):
+                noise = model.make_noise_boxes(rgb.shape[0], device=device, seed=seed)
                 with autocast():
                     det = model.detect(feats, hw, noise)
                 for i, target in enumerate(batch['targets']):

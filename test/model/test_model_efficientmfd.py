@@ -38,6 +38,11 @@ def test_inference_is_deterministic_and_batch_independent(tiny_model, tiny_input
     assert torch.allclose(single[1][0], first[1][1], atol=1e-3)
     seeded = tiny_model.make_noise_boxes(2, torch.Generator().manual_seed(9))
     assert not torch.equal(seeded[0], seeded[1])
+    own = tiny_model.cfg.head.noise_seed
+    assert torch.equal(tiny_model.make_noise_boxes(2, seed=own), tiny_model.make_noise_boxes(2))
+    other = tiny_model.make_noise_boxes(2, seed=own + 1)
+    assert torch.equal(other[0], other[1])  # one draw shared by the batch
+    assert not torch.equal(other, tiny_model.make_noise_boxes(2))
 
 
 def test_detection_does_not_need_fusion(tiny_model, tiny_inputs):
