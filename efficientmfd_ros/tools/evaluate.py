@@ -7,7 +7,8 @@ Writes OUT/metrics.json and prints a table: COCO map50, map50_95 and per-class A
 the detections also go to OUT/predictions.json with OUT/ground_truth.json, so pycocotools can
 re-score them) and the fusion metrics en, sd, sf, mi, vif, qabf, ssim, paper_mi, paper_vif (means
 over the pairs, on the HSV V channel). Unlabelled sets (RoadScene, TNO) get the fusion metrics
-alone. --baselines adds the pixel average and pixel maximum of the two inputs, scored the same way.
+alone. --baselines adds the pixel average and pixel maximum of the two inputs and a classic
+Laplacian-pyramid fusion, scored the same way.
 Exit status: 0 done, 2 bad arguments, weights or data.
 """
 import argparse
@@ -50,7 +51,8 @@ def build_parser():
     parser.add_argument('--out', default='eval_out', help='output folder (default: eval_out)')
     parser.add_argument('--save-fused', metavar='DIR2', help='write every fused image as PNG')
     parser.add_argument('--baselines', action='store_true',
-                        help='also score the pixel average and maximum of the two inputs')
+                        help='also score the pixel average, pixel maximum and Laplacian-pyramid '
+                             'fusion of the two inputs')
     parser.add_argument('--backend', choices=('torch', 'onnxruntime', 'auto'), default='torch')
     parser.add_argument('--device', default='auto', help='cpu, cuda, cuda:N or auto')
     parser.add_argument('--score-threshold', type=float, default=0.001,

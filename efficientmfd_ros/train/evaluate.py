@@ -8,7 +8,9 @@ HSV V channel. The reported fusion metrics are means over the pairs (NaN values,
 a metric, are left out of the mean and counted).
 
 Baselines, scored by the same code: the pixel ``average`` and ``maximum`` of the visible luminance
-(BT.601 Y, the luminance the network fuses) and the thermal image, coloured with the RGB chroma by
+(BT.601 Y, the luminance the network fuses) and the thermal image, and the classic ``laplacian``
+pyramid fusion (6 levels, detail of larger magnitude per band, averaged bases; Burt & Adelson),
+each at the RGB image's full resolution, coloured with the RGB chroma by
 ``model.color.fused_to_rgb`` and quantized to uint8 as the runtime quantizes the model's output.
 
 Unlabelled datasets (``DatasetSpec.labelled`` false) get the fusion metrics alone.
@@ -27,10 +29,12 @@ from tqdm import tqdm
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
 from efficientmfd_ros.model.color import fused_to_rgb, rgb_to_luma
+from efficientmfd_ros.model.pyramid import laplacian_fuse
 
 LOG = logging.getLogger('efficientmfd_ros.train.evaluate')
 FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim', 'paper_mi', 'paper_vif')
-BASELINES = ('average', 'maximum')
+BASELINES = ('average', 'maximum', 'laplacian')
+LAPLACIAN_BASELINE_LEVELS = 6  # the best of 4-6 on both validation sets
 
 
 class EvaluationError(ValueError):
@@ -65,7 +69,8 @@ def baseline_fused(rgb: np.ndarray, thermal: np.ndarray, mode: str) -> np.ndarra
 
     ``rgb`` uint8 ``HxWx3``; ``thermal`` uint8 ``HxW`` of the same size. ``mode`` ``'average'``:
     ``(Y + T) / 2``, ``'maximum'``: ``max(Y, T)``, with Y the BT.601 luminance of ``rgb`` and T the
-    thermal image, both in [0, 1]; the result is coloured with the chroma of ``rgb``.
+    thermal image, both in [0, 1]; ``'laplacian'``: ``laplacian_fuse(Y, T,
+    LAPLACIAN_BASELINE_LEVELS, base='mean')``. The result is coloured with the chroma of ``rgb``.
     """
     if mode not in BASELINES:
         raise EvaluationError(f'baseline must be one of {BASELINES}, got {mode!r}')
@@ -75,7 +80,12 @@ def baseline_fused(rgb: np.ndarray, thermal: np.ndarray, mode: str) -> np.ndarra
     rgb_t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255.0
     thermal_t = torch.from_numpy(np.ascontiguousarray(thermal))[None, None].float() / 255.0
     luma = rgb_to_luma(rgb_t)
-    fused_y = (luma + thermal_t) / 2.0 if mode == 'average' else torch.maximum(luma, thermal_t)
+    if mode == 'average':
+        fused_y = (luma + thermal_t) / 2.0
+    elif mode == 'maximum':
+        fused_y = torch.maximum(luma, thermal_t)
+    else:
+        fused_y = laplacian_fuse(luma, thermal_t, LAPLACIAN_BASELINE_LEVELS, base='mean')
     coloured = fused_to_rgb(fused_y, rgb_t)
     return coloured[0].mul(255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
@@ -125,7 +135,7 @@ def evaluate_dataset(detector, dataset, settings: EvalSettings | None = None) ->
     """Run ``detector`` over every pair of ``dataset`` (a PairedDataset without transform).
 
     Returns ``{'num_pairs', 'labelled', 'fusion': {metric: mean}, 'timings_ms': {stage: mean},
-    'skipped_pairs'}``, plus ``'baselines': {'average': {...}, 'maximum': {...}}`` with
+    'skipped_pairs'}``, plus ``'baselines': {mode: {...}}`` for each of ``BASELINES`` with
     ``settings.baselines``, ``'fusion_nan_counts'`` when a metric was undefined on some pairs and,
     for a labelled dataset, the COCO results ``map50``, ``map50_95``, ``per_class``
     (``{name: {ap50, ap50_95, num_gt, num_pred}}``), ``coco_stats``, ``num_images``, ``num_gt``,

@@ -142,7 +142,7 @@ def test_unlabelled_pairs_give_fusion_metrics_only(tiny_detector, roadscene, tmp
     assert result['num_pairs'] == 2 and result['labelled'] is False
     assert 'map50' not in result and not (tmp_path / 'predictions.json').exists()
     assert set(result['fusion']) == set(FUSION_KEYS)
-    assert set(result['baselines']) == {'average', 'maximum'}
+    assert set(result['baselines']) == {'average', 'maximum', 'laplacian'}
     # the mean over pairs of fusion_metrics on the maximum baseline, computed here directly
     direct = []
     for index in range(2):
