@@ -76,6 +76,38 @@ def test_pixel_loss_targets_inside_and_outside_the_object_mask():
     assert parts['pixel'].item() == pytest.approx((4 * 0.5 + 12 * 0.5) / 16)
 
 
+def test_region_normalised_pixel_loss_weighs_objects_by_their_own_area():
+    # Same case as above: inside 4 pixels off by 0.5, outside 12 pixels off by 0.5.
+    x = torch.full((1, 1, 4, 4), 0.2)
+    y = torch.zeros(1, 1, 4, 4)
+    y[..., :2, :2] = 0.8
+    boxes = [torch.tensor([[0.0, 0.0, 2.0, 2.0]])]
+    u = torch.full((1, 1, 4, 4), 0.5)
+    region = FusionLoss(eta_ssim=0, eta_grad=0, w1=2.0, w2=1.0, pixel_norm='region')
+    _, parts = region(u, x, y, boxes)
+    assert parts['pixel'].item() == pytest.approx(2.0 * 0.5 + 1.0 * 0.5)
+    image = FusionLoss(eta_ssim=0, eta_grad=0, w1=2.0, w2=1.0, pixel_norm='image')
+    _, parts = image(u, x, y, boxes)
+    assert parts['pixel'].item() == pytest.approx((2.0 * 4 * 0.5 + 12 * 0.5) / 16)
+    # A fused image equal to both targets has no pixel loss; no boxes: background only.
+    inside, outside = pixel_targets(x, y)
+    mask = object_mask(boxes, 4, 4)
+    exact = mask * inside + (1 - mask) * outside
+    assert region.pixel_loss(exact, x, y, mask).item() == pytest.approx(0.0, abs=1e-7)
+    no_objects = torch.zeros_like(mask)
+    assert region.pixel_loss(outside, x, y, no_objects).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_pixel_loss_inside_objects_is_zero_for_the_brighter_source():
+    # Equal saliency (mirror images): inside objects the target is max(x, y) itself.
+    x = _img([[0.0, 1.0], [0.0, 1.0]])
+    y = _img([[1.0, 0.0], [1.0, 0.0]])
+    everywhere = torch.ones_like(x)
+    for norm in ('image', 'region'):
+        loss = FusionLoss(eta_ssim=0, eta_grad=0, pixel_norm=norm)
+        assert loss.pixel_loss(torch.maximum(x, y), x, y, everywhere).item() == 0.0
+
+
 def test_pixel_targets_with_equal_saliency_are_max_and_mean():
     x = _img([[0.0, 1.0], [0.0, 1.0]])
     y = _img([[1.0, 0.0], [1.0, 0.0]])
@@ -99,6 +131,23 @@ def test_gradient_loss_zero_when_u_is_the_stronger_gradient_input():
     loss = FusionLoss()
     assert loss.grad_loss(x, x, y).item() == pytest.approx(0.0, abs=1e-7)
     assert loss.grad_loss(y, x, y).item() > 0.01
+
+
+def test_signed_gradient_target_keeps_edge_polarity():
+    torch.manual_seed(2)
+    x = torch.rand(1, 1, 16, 16)
+    y = torch.full_like(x, 0.3)
+    magnitude = FusionLoss(grad_target='magnitude')
+    signed = FusionLoss(grad_target='signed')
+    assert signed.grad_loss(x, x, y).item() == pytest.approx(0.0, abs=1e-7)
+    # The negative image has the same edge magnitudes, with every edge inverted.
+    inverted = 1 - x
+    assert magnitude.grad_loss(inverted, x, y).item() == pytest.approx(0.0, abs=1e-6)
+    assert signed.grad_loss(inverted, x, y).item() > 0.1
+    with pytest.raises(ValueError, match='grad_target'):
+        FusionLoss(grad_target='sobel')
+    with pytest.raises(ValueError, match='pixel_norm'):
+        FusionLoss(pixel_norm='area')
 
 
 def test_fusion_loss_backpropagates_and_rejects_bad_shapes():
