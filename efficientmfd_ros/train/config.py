@@ -183,6 +183,12 @@ class TrainConfig:
     task: str = 'joint'  # 'joint', or 'fusion' / 'detection' alone (the ablation)
     seed: int = 0  # seeds the model init, sampling, augmentation and the head's box noise
     init_weights: str | None = None  # start from this checkpoint's model weights
+    # Top-level modules of init_weights left at their fresh initialisation (e.g. [fusion] when the
+    # fusion branch changed shape); every other tensor must load.
+    init_exclude: tuple[str, ...] = ()
+    # When set, only these top-level modules train and the rest stay frozen (e.g. [fusion]: a
+    # fusion warm-up that leaves detection exactly as it was). Empty: everything trainable trains.
+    trainable_modules: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -193,6 +199,11 @@ class TrainConfig:
 
     def __post_init__(self):
         _require(self.task in TASKS, f'task must be one of {TASKS}, got {self.task!r}')
+        _require(not self.init_exclude or self.init_weights,
+                 'init_exclude needs init_weights')
+        _require(not (self.trainable_modules and self.task == 'joint' and self.gmta.interval > 0),
+                 'trainable_modules freezes modules that GMTA aligns: use it with task fusion or '
+                 'detection, or gmta.interval 0')
         for section in (self.data, self.optim, self.schedule, self.loss, self.gmta, self.eval,
                         self.runtime):
             section.validate()

@@ -65,6 +65,39 @@ def module_params(model, names):
     return params
 
 
+def load_init_weights(model, path, exclude=()):
+    """Load `path`'s model weights into `model`, except the top-level modules in `exclude`, which
+    keep their fresh initialisation. ConfigError for any other missing, unexpected or misshapen
+    tensor."""
+    state = read_checkpoint(path)['model']
+    skipped = tuple(f'{name}.' for name in exclude)
+    for name in exclude:
+        if not hasattr(model, name):
+            raise ConfigError(f'init_exclude: the model has no module {name!r}')
+    state = {k: v for k, v in state.items() if not k.startswith(skipped)}
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ConfigError(f'init_weights {path}: {exc}') from exc
+    missing = [k for k in result.missing_keys if not k.startswith(skipped)]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f'init_weights {path}: missing {missing[:5]}, unexpected '
+                          f'{result.unexpected_keys[:5]}')
+
+
+def freeze_all_but(model, names) -> list:
+    """Only the top-level modules `names` keep `requires_grad`; returns the other top-level
+    modules, which the trainer keeps in eval mode (BatchNorm statistics frozen too). ConfigError
+    for an unknown name."""
+    for name in names:
+        if not hasattr(model, name):
+            raise ConfigError(f'trainable_modules: the model has no module {name!r}')
+    frozen = [module for name, module in model.named_children() if name not in names]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
 def _subset(outputs, index):
     keep = {k: outputs[k][index] for k in ('pred_logits', 'pred_boxes')}
     keep['aux_outputs'] = [{k: a[k][index] for k in ('pred_logits', 'pred_boxes')}
@@ -87,10 +120,10 @@ class Trainer:
         self.model_cfg = ModelConfig.from_yaml(cfg.model_config)
         self.model = build_model(self.model_cfg).to(self.device)
         if cfg.init_weights:
-            try:
-                self.model.load_state_dict(read_checkpoint(cfg.init_weights)['model'])
-            except RuntimeError as exc:
-                raise ConfigError(f'init_weights {cfg.init_weights}: {exc}') from exc
+            load_init_weights(self.model, cfg.init_weights, cfg.init_exclude)
+        self.frozen_modules = []
+        if cfg.trainable_modules:
+            self.frozen_modules = freeze_all_but(self.model, cfg.trainable_modules)
         self.wrapped = TrainForward(self.model)
         if self.world > 1:
             ids = [self.device.index] if self.device.type == 'cuda' else None
@@ -164,6 +197,8 @@ class Trainer:
 
     def train_step(self, batch) -> dict:
         """One optimizer step; returns scalars for the log."""
+        for module in self.frozen_modules:
+            module.eval()
         rgb = batch['rgb'].to(self.device, non_blocking=True)
         thermal = batch['thermal'].to(self.device, non_blocking=True)
         targets = [{k: v.to(self.device) for k, v in t.items()} for t in batch['targets']]
