@@ -13,6 +13,7 @@ import yaml
 BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'mobilenet_v2', 'efficientnet_lite0')
 NORMS = ('bn', 'frozen_bn')
 LEVELS = ('p2', 'p3', 'p4', 'p5')
+FUSION_PRIORS = ('none', 'laplacian')
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -72,7 +73,13 @@ class FusionConfig:
     prompts_per_level: tuple = (8, 8, 8)  # M_l learnable region prompts per branch
     region_channels: int = 64  # width of phi_l(o_l) and of each prompt R_l
     reduce_channels: int = 32  # width after the 1x1 conv + ReLU that reduces the region features
-    decoder_channels: tuple = (32, 16)  # 3x3 conv + ReLU layers before the final 3x3 conv to Y
+    decoder_channels: tuple = (32, 32, 16, 16)  # 3x3 conv + ReLU layers before the final 3x3 conv
+    # 'laplacian': the decoder predicts a correction to an in-network Laplacian-pyramid fusion of
+    # (Y, thermal) (`model/pyramid.py`), which the PFMM also sees; 'none': it predicts Y outright
+    # (the default, so checkpoints written before the option load as they were trained).
+    prior: str = 'none'
+    prior_levels: int = 5  # detail bands of the prior (capped by the image size)
+    prior_base: str = 'max'  # 'max' or 'mean' of the two low-pass bases
 
     def validate(self, fpn: FPNConfig):
         _check(self.pixel_channels > 0 and self.pixel_layers > 0,
@@ -92,6 +99,12 @@ class FusionConfig:
                'fusion.region_channels and fusion.reduce_channels must be positive')
         _check(all(c > 0 for c in self.decoder_channels),
                f'fusion.decoder_channels must be positive, got {self.decoder_channels}')
+        _check(self.prior in FUSION_PRIORS,
+               f'fusion.prior must be one of {FUSION_PRIORS}, got {self.prior!r}')
+        _check(self.prior_levels > 0,
+               f'fusion.prior_levels must be positive, got {self.prior_levels}')
+        _check(self.prior_base in ('max', 'mean'),
+               f"fusion.prior_base must be 'max' or 'mean', got {self.prior_base!r}")
 
 
 @dataclass

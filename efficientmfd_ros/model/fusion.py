@@ -1,12 +1,17 @@
 """ORPPT fusion network (paper §3.2): pixel feature mining, region feature refinement, decoder.
 
 The fused result is a luminance image; colour is restored from the RGB input (`model/color.py`).
+With `prior: laplacian` the network starts from a classical Laplacian-pyramid fusion of the two
+inputs and its decoder predicts a correction to it (zero at initialisation): the pyramid keeps
+every edge of either camera at no training cost, and the learned part spends its capacity on what
+the pyramid cannot know, the object-aware intensity of the paper's loss (warm targets bright).
 """
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from efficientmfd_ros.model.config import FusionConfig
+from efficientmfd_ros.model.pyramid import laplacian_fuse
 
 
 def _conv_relu(cin: int, cout: int) -> nn.Sequential:
@@ -14,15 +19,16 @@ def _conv_relu(cin: int, cout: int) -> nn.Sequential:
 
 
 class PixelFeatureMining(nn.Module):
-    """PFMM: `forward(y (B,1,H,W), thermal (B,1,H,W)) -> (B, pixel_channels, H, W)` features."""
+    """PFMM: `forward(images (B,K,H,W)) -> (B, pixel_channels, H, W)` features of the stacked
+    full-resolution inputs (Y, thermal and, with a prior, the prior image)."""
 
-    def __init__(self, channels: int, layers: int):
+    def __init__(self, in_channels: int, channels: int, layers: int):
         super().__init__()
-        self.body = nn.Sequential(_conv_relu(2, channels),
+        self.body = nn.Sequential(_conv_relu(in_channels, channels),
                                   *[_conv_relu(channels, channels) for _ in range(layers - 1)])
 
-    def forward(self, y: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
-        return self.body(torch.cat([y, thermal], dim=1))
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)
 
 
 class RegionFeatureRefine(nn.Module):
@@ -74,7 +80,10 @@ class ORPPTFusion(nn.Module):
 
     def __init__(self, cfg: FusionConfig, fpn_channels: int):
         super().__init__()
-        self.pixel = PixelFeatureMining(cfg.pixel_channels, cfg.pixel_layers)
+        self.cfg = cfg
+        self.uses_prior = cfg.prior != 'none'
+        inputs = 3 if self.uses_prior else 2
+        self.pixel = PixelFeatureMining(inputs, cfg.pixel_channels, cfg.pixel_layers)
         self.regions = nn.ModuleList(
             RegionFeatureRefine(fpn_channels, cfg.region_channels, m, cfg.reduce_channels)
             for m in cfg.prompts_per_level)
@@ -83,19 +92,41 @@ class ORPPTFusion(nn.Module):
         widths = [cfg.pixel_channels, *cfg.decoder_channels]
         self.decoder = nn.Sequential(*[_conv_relu(a, b) for a, b in zip(widths[:-1], widths[1:])],
                                      nn.Conv2d(widths[-1], 1, 3, padding=1))
+        if self.uses_prior:
+            # The untrained network outputs the prior itself.
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
-    def region_features(self, levels: list[torch.Tensor], size) -> torch.Tensor:
-        """Reduced region features `(B, reduce_channels, H, W)` at the pixel branch's size."""
+    def prior(self, y: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        """The classical fusion the decoder corrects, `(B,1,H,W)` in [0,1]."""
+        return laplacian_fuse(y, thermal, self.cfg.prior_levels, self.cfg.prior_base)
+
+    def region_features(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Reduced region features `(B, reduce_channels, h, w)` at the finest listed level."""
+        size = max(((int(lv.shape[-2]), int(lv.shape[-1])) for lv in levels),
+                   key=lambda hw: hw[0] * hw[1])
         total = None
         for branch, level in zip(self.regions, levels):
-            part = F.interpolate(branch(level), size=size, mode='bilinear', align_corners=False)
+            part = branch(level)
+            if part.shape[-2:] != size:
+                part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
             total = part if total is None else total + part
         return F.relu(total + self.reduce_bias)
 
+    def highlight_gate(self, levels: list[torch.Tensor], size) -> torch.Tensor:
+        """`1 + sigmoid(highlight(regions))`, `(B, pixel_channels, H, W)`: the PFMM features are
+        scaled by it (`p * h + p`). Computed at the region features' resolution and upsampled
+        once, which costs a fraction of working on full-resolution region features."""
+        gate = 1.0 + torch.sigmoid(self.highlight(self.region_features(levels)))
+        size = (int(size[0]), int(size[1]))
+        return F.interpolate(gate, size=size, mode='bilinear', align_corners=False)
+
     def forward(self, y: torch.Tensor, thermal: torch.Tensor,
                 levels: list[torch.Tensor]) -> torch.Tensor:
-        pixels = self.pixel(y, thermal)
-        regions = self.region_features(levels, pixels.shape[-2:])
-        highlight = torch.sigmoid(self.highlight(regions))
-        pixels = pixels * highlight + pixels
-        return torch.sigmoid(self.decoder(pixels))
+        prior = self.prior(y, thermal) if self.uses_prior else None
+        stacked = torch.cat([y, thermal] + ([prior] if self.uses_prior else []), dim=1)
+        pixels = self.pixel(stacked)
+        out = self.decoder(pixels * self.highlight_gate(levels, pixels.shape[-2:]))
+        if not self.uses_prior:
+            return torch.sigmoid(out)
+        return (prior + out).clamp(0.0, 1.0)

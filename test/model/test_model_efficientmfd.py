@@ -59,6 +59,12 @@ def test_detection_does_not_need_fusion(tiny_model, tiny_inputs):
 def test_every_parameter_gets_a_gradient(tiny_model, tiny_inputs):
     rgb, thermal = tiny_inputs
     tiny_model.train()
+    final = tiny_model.fusion.decoder[-1]
+    assert tiny_model.fusion.uses_prior and final.weight.abs().sum() == 0
+    # The correction of the prior starts at zero (no gradient reaches the layers before it until
+    # it moves): move it as one optimizer step would.
+    with torch.no_grad():
+        final.weight.normal_(0.0, 0.01, generator=torch.Generator().manual_seed(0))
     out = tiny_model.forward_train(rgb, thermal, _targets(), torch.Generator().manual_seed(0))
     assert out['fused'].shape == (2, 1, 64, 96)
     assert out['pred_logits'].shape == (2, 10, 2) and out['pred_boxes'].shape == (2, 10, 4)
@@ -72,6 +78,20 @@ def test_every_parameter_gets_a_gradient(tiny_model, tiny_inputs):
     dead = [n for n, p in params.items()
             if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert dead == []
+
+
+def test_an_untrained_fusion_branch_outputs_its_laplacian_prior(tiny_cfg):
+    from efficientmfd_ros.model import build_model
+    from efficientmfd_ros.model.color import rgb_to_luma
+    from efficientmfd_ros.model.pyramid import laplacian_fuse
+    model = build_model(tiny_cfg).eval()
+    gen = torch.Generator().manual_seed(3)
+    rgb, thermal = torch.rand(1, 3, 64, 96, generator=gen), torch.rand(1, 1, 64, 96, generator=gen)
+    with torch.no_grad():
+        fused = model.fuse(rgb, thermal, model.extract(rgb, thermal))
+    cfg = tiny_cfg.fusion
+    want = laplacian_fuse(rgb_to_luma(rgb), thermal, cfg.prior_levels, cfg.prior_base)
+    torch.testing.assert_close(fused, want)
 
 
 def test_forward_train_is_seeded(tiny_model, tiny_inputs):

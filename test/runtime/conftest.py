@@ -12,7 +12,7 @@ TINY = {
     'fpn': {'channels': 16, 'levels': ['p2', 'p3', 'p4', 'p5']},
     'fusion': {'pixel_channels': 4, 'pixel_layers': 2, 'rfrm_levels': ['p2', 'p3'],
                'prompts_per_level': [2, 2], 'region_channels': 8, 'reduce_channels': 4,
-               'decoder_channels': [4]},
+               'decoder_channels': [4], 'prior': 'laplacian'},
     'head': {'num_classes': 2, 'num_proposals': 12, 'num_stages': 2, 'hidden_dim': 16,
              'dim_feedforward': 32, 'nheads': 2, 'dynamic_dim': 4, 'pooler_resolution': 3},
 }
