@@ -119,7 +119,8 @@ class FusionDetector:
             boxes, scores, labels = decode(out.pred_logits, out.pred_boxes, transform, self._post)
             fused = None
             if want_fused and out.fused_rgb is not None:
-                fused = self._to_host(fused_to_image(out.fused_rgb, transform))
+                fused = self._to_host(fused_to_image(out.fused_rgb, transform,
+                                                     self._pre.full_resolution()))
         timings = timer.result_ms()
         timings['total'] = (time.perf_counter() - t0) * 1e3
         self._timings = timings

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
+from efficientmfd_ros.model.color import rgb_to_luma
+from efficientmfd_ros.model.pyramid import choose_max_abs
 from efficientmfd_ros.runtime.preprocess import InputTransform
 
 
@@ -64,16 +66,50 @@ def decode(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, transform: Input
             labels[keep].cpu().numpy().astype(np.int64))
 
 
-def fused_to_image(fused_rgb: torch.Tensor, transform: InputTransform) -> torch.Tensor:
+def fused_to_image(fused_rgb: torch.Tensor, transform: InputTransform,
+                   sources: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Fused ``(1, 3, h, w)`` float in [0, 1] at the network input -> uint8 ``(H, W, 3)`` at the
-    RGB image's size, on the same device (letterbox padding cropped off, bilinear resize)."""
+    RGB image's size, on the same device (letterbox padding cropped off).
+
+    Without ``sources`` the fused image is resized bilinearly. With ``sources = (rgb (1,3,H,W),
+    thermal (1,1,H,W))`` in [0, 1] on the RGB image's grid (``Preprocessor.full_resolution``), the
+    detail that the network input's resampling removed is put back (``restore_detail``).
+    """
     py, px = transform.pad_y, transform.pad_x
     c_h, c_w = transform.content_hw
     image = fused_rgb[:, :, py:py + c_h, px:px + c_w].float()
     if (c_h, c_w) != tuple(transform.image_hw):
-        image = F.interpolate(image, size=transform.image_hw, mode='bilinear', align_corners=False)
+        if sources is None:
+            image = F.interpolate(image, size=transform.image_hw, mode='bilinear',
+                                  align_corners=False)
+        else:
+            image = restore_detail(image, sources[0].float(), sources[1].float())
     image = image[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return image.permute(1, 2, 0).contiguous()
+
+
+def restore_detail(fused_rgb: torch.Tensor, rgb: torch.Tensor,
+                   thermal: torch.Tensor) -> torch.Tensor:
+    """Full-resolution fused image `(1,3,H,W)` in [0,1] from the network's `(1,3,h,w)` one.
+
+    The network sees the cameras resampled to its input size, so its fused luminance lacks the
+    detail `d(z) = z - up(down(z))` of each full-resolution source `z` (down: the preprocessing's
+    bilinear resize to `(h, w)`; up: bilinear back to `(H, W)`). The result's luminance is
+    `up(Y_fused) + choose_max_abs(d(Y_rgb), d(thermal))`, one more Laplacian-pyramid level at the
+    cameras' resolution, coloured with the full-resolution RGB chroma. When both cameras show
+    one grey image and the network returns it, the result is that image at full resolution.
+    """
+    size, small = tuple(rgb.shape[-2:]), tuple(fused_rgb.shape[-2:])
+    luma = rgb_to_luma(rgb)
+    sources = torch.cat([luma, thermal], dim=0)
+    coarse = F.interpolate(sources, size=small, mode='bilinear', align_corners=False)
+    lost = sources.sub_(F.interpolate(coarse, size=size, mode='bilinear', align_corners=False))
+    detail = choose_max_abs(lost[:1], lost[1:])
+    fused_y = F.interpolate(rgb_to_luma(fused_rgb), size=size, mode='bilinear',
+                            align_corners=False)
+    # fused_to_rgb(clamp(fused_y + detail), rgb), reusing the RGB luminance computed above
+    shift = fused_y.add_(detail).clamp_(0.0, 1.0).sub_(luma)
+    return (rgb + shift).clamp_(0.0, 1.0)
 
 
 def _empty():

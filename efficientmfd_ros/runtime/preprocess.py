@@ -162,6 +162,7 @@ class Preprocessor:
         self._host: dict[tuple, torch.Tensor] = {}
         self._grids: dict[tuple, torch.Tensor] = {}
         self._homography = None if cfg.homography is None else np.asarray(cfg.homography)
+        self._frame = None
 
     def __call__(self, rgb: np.ndarray, thermal: np.ndarray):
         """Returns ``(rgb (1,3,h,w) float32, thermal (1,1,h,w) float32, InputTransform)``."""
@@ -177,7 +178,20 @@ class Preprocessor:
             thermal_in = self._warp(thermal_t, thermal.shape, transform)
         else:
             thermal_in = self._resize(thermal_t, transform)
+        self._frame = (rgb_t, thermal_t, thermal.shape)
         return rgb_in, thermal_in, transform
+
+    def full_resolution(self):
+        """The last frame's ``(rgb (1,3,H,W), thermal (1,1,H,W))`` float32 in [0, 1] on the RGB
+        image's own grid (thermal registered and resampled as for the network input, unpadded)."""
+        if self._frame is None:
+            raise RuntimeError('full_resolution() needs a frame: call the preprocessor first')
+        rgb_t, thermal_t, thermal_hw = self._frame
+        rgb_hw = tuple(rgb_t.shape[-2:])
+        if not self._needs_warp(thermal_hw, rgb_hw):
+            return rgb_t, thermal_t
+        identity = compute_transform(rgb_hw, rgb_hw, letterbox=False)
+        return rgb_t, self._warp(thermal_t, thermal_hw, identity)
 
     def _upload(self, array: np.ndarray) -> torch.Tensor:
         src = torch.from_numpy(np.ascontiguousarray(array))

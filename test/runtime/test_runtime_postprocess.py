@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from efficientmfd_ros.runtime.postprocess import PostprocessConfig, decode, fused_to_image
+from efficientmfd_ros.model.color import rgb_to_luma
+from efficientmfd_ros.runtime.postprocess import (
+    PostprocessConfig,
+    decode,
+    fused_to_image,
+    restore_detail,
+)
 from efficientmfd_ros.runtime.preprocess import compute_transform
 
 IDENTITY = compute_transform((100, 100), (100, 100), letterbox=False)
@@ -107,3 +114,39 @@ def test_fused_image_is_cropped_and_resized_to_the_rgb_size():
     assert image.dtype == torch.uint8 and tuple(image.shape) == (100, 200, 3)
     assert int(image[50, 20, 0]) == 255 and int(image[50, 180, 0]) == 128
     assert int(image[0, 100, 1]) == 128 and int(image[99, 100, 2]) == 128
+
+
+def test_restore_detail_gives_back_a_full_resolution_image_that_both_cameras_show():
+    """Grey scene seen by both cameras, fused as itself at the network size: the full-resolution
+    result is the scene, edges included, where a plain resize blurs them."""
+    gen = torch.Generator().manual_seed(0)
+    scene = torch.rand(1, 1, 90, 120, generator=gen)
+    tf = compute_transform((90, 120), (32, 40), letterbox=False)
+    small = F.interpolate(scene, size=(32, 40), mode='bilinear', align_corners=False)
+    fused = small.expand(-1, 3, -1, -1)
+    rgb = scene.expand(-1, 3, -1, -1)
+    restored = restore_detail(fused, rgb, scene)
+    torch.testing.assert_close(restored, rgb, atol=1e-5, rtol=0)
+    image = fused_to_image(fused, tf, (rgb, scene))
+    want = scene[0, 0].mul(255).round().to(torch.uint8)
+    assert (image[..., 0].int() - want.int()).abs().max() <= 1
+    resized = fused_to_image(fused, tf)
+    assert (resized[..., 0].int() - want.int()).abs().float().mean() > 5
+
+
+def test_restore_detail_keeps_the_stronger_camera_detail_and_rgb_chroma():
+    rgb = torch.zeros(1, 3, 64, 64)
+    rgb[:, 0] = 0.3  # a flat reddish scene
+    thermal = torch.full((1, 1, 64, 64), 0.2)
+    thermal[..., ::2, :] = 0.8  # fine stripes only the thermal camera sees
+    small_t = F.interpolate(thermal, size=(16, 16), mode='bilinear', align_corners=False)
+    # a network that returned the thermal image, coloured like the RGB one
+    rgb_small = F.interpolate(rgb, size=(16, 16), mode='bilinear', align_corners=False)
+    fused = (rgb_small + (small_t - rgb_to_luma(rgb_small))).clamp(0, 1)
+    restored = restore_detail(fused, rgb, thermal)
+    luma = rgb_to_luma(restored)
+    assert (luma[..., 0::2, :].mean() - luma[..., 1::2, :].mean()).item() > 0.4
+    # chroma: red minus green is the RGB input's wherever nothing clipped
+    ok = (restored > 0).all(dim=1) & (restored < 1).all(dim=1)
+    diff = (restored[:, 0] - restored[:, 1])[ok]
+    torch.testing.assert_close(diff, torch.full_like(diff, 0.3), atol=1e-5, rtol=0)

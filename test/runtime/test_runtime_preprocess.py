@@ -111,6 +111,24 @@ def test_thermal_of_another_size_without_homography_is_scaled_to_rgb():
     assert _peak(thermal_t[0, 0].numpy()) == pytest.approx((40.5, 30.5), abs=0.6)
 
 
+def test_full_resolution_gives_both_cameras_on_the_rgb_grid():
+    thermal = _blob((40, 50), (10, 12))
+    hom = ((1.0, 0.0, 30.0), (0.0, 1.0, 20.0), (0.0, 0.0, 1.0))
+    pre = Preprocessor(PreprocessConfig((32, 32), letterbox=True, homography=hom))
+    with pytest.raises(RuntimeError, match='needs a frame'):
+        pre.full_resolution()
+    rgb = np.full((60, 80, 3), 51, np.uint8)
+    pre(rgb, thermal)
+    rgb_full, thermal_full = pre.full_resolution()
+    assert rgb_full.shape == (1, 3, 60, 80) and thermal_full.shape == (1, 1, 60, 80)
+    torch.testing.assert_close(rgb_full, torch.full_like(rgb_full, 0.2))
+    # the thermal blob lands where the homography puts it, at the RGB image's own scale
+    assert _peak(thermal_full[0, 0].numpy()) == pytest.approx((40.0, 32.0), abs=0.5)
+    same = Preprocessor(PreprocessConfig((32, 32)))
+    same(rgb, np.full((60, 80), 255, np.uint8))
+    assert same.full_resolution()[1].min().item() == 1.0
+
+
 @pytest.mark.parametrize('rgb, thermal, message', [
     (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8), 'rgb must be uint8'),
     (np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.uint8), r'rgb must have shape \(H, W, 3\)'),
