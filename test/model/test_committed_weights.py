@@ -49,3 +49,28 @@ def test_finds_most_validation_pedestrians(llvip_person):
     assert found >= 0.6 * total, f'{found} of {total} pedestrians found'
     # measured when committed: 24 of 32 found, 8 false alarms, at score >= 0.3
     assert false_alarms <= 12, f'{false_alarms} false alarms'
+
+
+@pytest.mark.slow
+def test_night_frame_shows_warm_pedestrians_bright_in_the_rgb_colours():
+    """A rendered night street (dark RGB, warm people): inside the people's boxes the fused image
+    is at least as bright as the thermal image there, and everywhere it keeps the RGB chroma."""
+    from efficientmfd_ros.model.color import rgb_to_ycbcr
+    from efficientmfd_ros.tools.synthetic_scene import render_sequence
+    frame = render_sequence(num_frames=1, width=640, height=512, seed=3)[0]
+    detector = load_detector(WEIGHTS, backend='torch', device='cpu')
+    fused = detector.infer(frame.rgb, frame.thermal, fuse=True).fused
+    people = [box for box, label in zip(frame.boxes, frame.labels) if label == 'person']
+    assert people
+    for x1, y1, x2, y2 in np.round(people).astype(int):
+        warm = frame.thermal[y1:y2, x1:x2] > 150
+        thermal_level = frame.thermal[y1:y2, x1:x2][warm].mean()
+        fused_level = fused[y1:y2, x1:x2].max(axis=2)[warm].mean()
+        dark_rgb = frame.rgb[y1:y2, x1:x2].max(axis=2)[warm].mean()
+        assert dark_rgb < 0.6 * thermal_level
+        assert fused_level >= 0.9 * thermal_level, (fused_level, thermal_level)
+    ycc_fused = rgb_to_ycbcr(torch.from_numpy(fused).permute(2, 0, 1)[None].float() / 255)
+    ycc_rgb = rgb_to_ycbcr(torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float() / 255)
+    unclipped = ((fused > 3) & (fused < 252)).all(axis=2)
+    chroma_error = (ycc_fused[0, 1:] - ycc_rgb[0, 1:]).abs().amax(dim=0).numpy()[unclipped]
+    assert unclipped.mean() > 0.9 and np.median(chroma_error) < 0.01
