@@ -59,6 +59,9 @@ def build_parser():
                         help='keep detections scoring at least this (low for mAP)')
     parser.add_argument('--nms-iou', type=float, default=0.5)
     parser.add_argument('--max-detections', type=int, default=100)
+    parser.add_argument('--noise-seed', type=int, metavar='N',
+                        help="seed of the initial noise boxes (default: the model's own, as the "
+                             'node runs); one draw moves AP50 on a small split, so compare several')
     parser.add_argument('--thermal-range', type=float, nargs=2, metavar=('LO', 'HI'),
                         default=(0.0, 65535.0), help='uint16 thermal values mapped to [0, 1]')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -156,7 +159,8 @@ def main(argv=None) -> int:
         detector = load_detector(args.weights, backend=args.backend, device=device,
                                  score_threshold=args.score_threshold, nms_iou=args.nms_iou,
                                  max_detections=args.max_detections,
-                                 thermal_range=tuple(args.thermal_range))
+                                 thermal_range=tuple(args.thermal_range),
+                                 noise_seed=args.noise_seed)
     except (FileNotFoundError, CheckpointError, ModelFileError) as exc:
         return _fail(f'cannot load weights {args.weights}: {exc}')
     except (BackendUnavailableError, ValueError) as exc:
@@ -178,8 +182,8 @@ def main(argv=None) -> int:
         'label_format': dataset.spec.label_format, 'backend': detector.backend_name,
         'device': device, 'input_size': list(detector.input_size),
         'score_threshold': args.score_threshold, 'nms_iou': args.nms_iou,
-        'max_detections': args.max_detections, 'baselines': list(BASELINES) if args.baselines
-        else []}
+        'max_detections': args.max_detections, 'noise_seed': detector.noise_seed,
+        'baselines': list(BASELINES) if args.baselines else []}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(_json_safe(metrics), indent=2) + '\n')
     print(format_table(metrics))

@@ -128,6 +128,19 @@ def test_baselines_equal_direct_average(llvip_run, llvip_person):
     assert baselines['average']['sd'] != pytest.approx(baselines['maximum']['sd'])
 
 
+def test_noise_seed_selects_the_draw_and_is_recorded(llvip_run, tiny_weights, llvip_person,
+                                                    tmp_path):
+    assert llvip_run['metrics']['settings']['noise_seed'] == 0  # the tiny model's head.noise_seed
+    code, _, stderr = _run(['--weights', tiny_weights, '--data', llvip_person,
+                            '--range', '..'.join(LLVIP_IDS), '--out', tmp_path, '--noise-seed', 5])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / 'metrics.json').read_text())
+    assert metrics['settings']['noise_seed'] == 5
+    default = json.loads((llvip_run['out'] / 'predictions.json').read_text())
+    other = json.loads((tmp_path / 'predictions.json').read_text())
+    assert [p['bbox'] for p in default] != [p['bbox'] for p in other]
+
+
 def test_unlabelled_roadscene_reports_fusion_only(tiny_weights, roadscene, tmp_path):
     split = tmp_path / 'ids.txt'
     split.write_text('FLIR_00006\n# a comment\nFLIR_00018.jpg\n')
