@@ -61,7 +61,7 @@ def build_parser():
     parser.add_argument('--max-detections', type=int, default=100)
     parser.add_argument('--noise-seed', type=int, metavar='N',
                         help="seed of the initial noise boxes (default: the model's own, as the "
-                             'node runs); one draw moves AP50 on a small split, so compare several')
+                             'node runs); one draw moves AP50 on a small split: compare several')
     parser.add_argument('--thermal-range', type=float, nargs=2, metavar=('LO', 'HI'),
                         default=(0.0, 65535.0), help='uint16 thermal values mapped to [0, 1]')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
