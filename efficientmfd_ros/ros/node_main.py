@@ -5,18 +5,36 @@ import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.utilities import remove_ros_args
 
 from efficientmfd_ros.ros.node import MfdNode
 from efficientmfd_ros.ros.params import ParameterError
 
+USAGE = """usage: efficientmfd_node [-h] [--ros-args ...]
+
+The EfficientMFD lifecycle node: pairs an RGB and a thermal camera by timestamp, runs the fusion +
+detection network, publishes the fused image and vision_msgs/Detection2DArray.
+
+  ros2 launch efficientmfd_ros mfd.launch.py                   the usual way (remaps, params, RViz)
+  efficientmfd_node --ros-args --params-file config/mfd.yaml   parameters from a file
+  efficientmfd_node --ros-args -p model_path:=W -r rgb/image_raw:=/cam/image_raw
+
+Every parameter, with its range and whether it can change live, is in config/mfd.yaml.
+"""
+
 
 def main(args=None):
     """Spin the node until Ctrl-C, SIGTERM or an external shutdown; exit 1 on invalid parameters.
+    `-h`/`--help` outside the ROS arguments prints the usage and exits 0 without starting ROS.
 
     SIGINT/SIGTERM only set a flag: Python's default SIGINT handler raises KeyboardInterrupt
     wherever the main thread happens to be (even inside a destructor), which leaves noise and
     half-run cleanups. rclpy's own handlers, installed on top, still shut the context down.
     """
+    argv = sys.argv if args is None else list(args)
+    if any(a in ('-h', '--help') for a in remove_ros_args(argv)[1:]):
+        print(USAGE, end='')
+        return 0
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
