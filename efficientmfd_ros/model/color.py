@@ -30,11 +30,14 @@ def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     return torch.cat([r, g, b], dim=1)
 
 
-def fused_to_rgb(fused_y: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+def fused_to_rgb(fused_y: torch.Tensor, rgb: torch.Tensor,
+                 rgb_luma: torch.Tensor | None = None) -> torch.Tensor:
     """Colour the fused luminance with the chroma of the RGB input.
 
     `fused_y (B,1,H,W)` and `rgb (B,3,H,W)`, both in [0,1], same size -> `(B,3,H,W)` in [0,1].
     Equals `ycbcr_to_rgb(cat(fused_y, CbCr(rgb)))`, simplified: each channel moves by the change
-    of luminance, because the chroma terms cancel.
+    of luminance, because the chroma terms cancel. `rgb_luma`: `rgb_to_luma(rgb)`, when the caller
+    already has it.
     """
-    return (rgb + (fused_y - rgb_to_luma(rgb))).clamp(0.0, 1.0)
+    luma = rgb_to_luma(rgb) if rgb_luma is None else rgb_luma
+    return (rgb + (fused_y - luma)).clamp(0.0, 1.0)

@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from efficientmfd_ros.model.config import FusionConfig
-from efficientmfd_ros.model.pyramid import laplacian_fuse
+from efficientmfd_ros.model.pyramid import expand, laplacian_fuse
 
 
 def _conv_relu(cin: int, cout: int) -> nn.Sequential:
@@ -109,7 +109,7 @@ class ORPPTFusion(nn.Module):
         for branch, level in zip(self.regions, levels):
             part = branch(level)
             if part.shape[-2:] != size:
-                part = F.interpolate(part, size=size, mode='bilinear', align_corners=False)
+                part = expand(part, size)
             total = part if total is None else total + part
         return F.relu(total + self.reduce_bias)
 
@@ -118,8 +118,7 @@ class ORPPTFusion(nn.Module):
         scaled by it (`p * h + p`). Computed at the region features' resolution and upsampled
         once, which costs a fraction of working on full-resolution region features."""
         gate = 1.0 + torch.sigmoid(self.highlight(self.region_features(levels)))
-        size = (int(size[0]), int(size[1]))
-        return F.interpolate(gate, size=size, mode='bilinear', align_corners=False)
+        return expand(gate, size)
 
     def forward(self, y: torch.Tensor, thermal: torch.Tensor,
                 levels: list[torch.Tensor]) -> torch.Tensor:

@@ -120,7 +120,7 @@ class FusionDetector:
             fused = None
             if want_fused and out.fused_rgb is not None:
                 fused = self._to_host(fused_to_image(out.fused_rgb, transform,
-                                                     self._pre.full_resolution()))
+                                                     self._pre.full_resolution))
         timings = timer.result_ms()
         timings['total'] = (time.perf_counter() - t0) * 1e3
         self._timings = timings

@@ -6,6 +6,7 @@ threshold, class-aware NMS and the detection cap apply. Boxes are mapped back th
 transform (undoing the resize or letterbox) and clamped to the image; boxes left with no area are
 dropped.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
-from efficientmfd_ros.model.color import rgb_to_luma
+from efficientmfd_ros.model.color import fused_to_rgb, rgb_to_luma
 from efficientmfd_ros.model.pyramid import choose_max_abs
 from efficientmfd_ros.runtime.preprocess import InputTransform
 
@@ -67,13 +68,15 @@ def decode(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, transform: Input
 
 
 def fused_to_image(fused_rgb: torch.Tensor, transform: InputTransform,
-                   sources: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                   sources: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
+                   ) -> torch.Tensor:
     """Fused ``(1, 3, h, w)`` float in [0, 1] at the network input -> uint8 ``(H, W, 3)`` at the
     RGB image's size, on the same device (letterbox padding cropped off).
 
-    Without ``sources`` the fused image is resized bilinearly. With ``sources = (rgb (1,3,H,W),
-    thermal (1,1,H,W))`` in [0, 1] on the RGB image's grid (``Preprocessor.full_resolution``), the
-    detail that the network input's resampling removed is put back (``restore_detail``).
+    Without ``sources`` the fused image is resized bilinearly. ``sources`` is called, only when the
+    sizes differ, for ``(rgb (1,3,H,W), thermal (1,1,H,W))`` in [0, 1] on the RGB image's grid
+    (``Preprocessor.full_resolution``); the detail that the network input's resampling removed is
+    then put back (``restore_detail``).
     """
     py, px = transform.pad_y, transform.pad_x
     c_h, c_w = transform.content_hw
@@ -83,7 +86,8 @@ def fused_to_image(fused_rgb: torch.Tensor, transform: InputTransform,
             image = F.interpolate(image, size=transform.image_hw, mode='bilinear',
                                   align_corners=False)
         else:
-            image = restore_detail(image, sources[0].float(), sources[1].float())
+            rgb, thermal = sources()
+            image = restore_detail(image, rgb.float(), thermal.float())
     image = image[0].clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
     return image.permute(1, 2, 0).contiguous()
 
@@ -107,9 +111,7 @@ def restore_detail(fused_rgb: torch.Tensor, rgb: torch.Tensor,
     detail = choose_max_abs(lost[:1], lost[1:])
     fused_y = F.interpolate(rgb_to_luma(fused_rgb), size=size, mode='bilinear',
                             align_corners=False)
-    # fused_to_rgb(clamp(fused_y + detail), rgb), reusing the RGB luminance computed above
-    shift = fused_y.add_(detail).clamp_(0.0, 1.0).sub_(luma)
-    return (rgb + shift).clamp_(0.0, 1.0)
+    return fused_to_rgb(fused_y.add_(detail).clamp_(0.0, 1.0), rgb, rgb_luma=luma)
 
 
 def _empty():

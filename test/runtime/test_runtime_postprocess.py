@@ -127,7 +127,7 @@ def test_restore_detail_gives_back_a_full_resolution_image_that_both_cameras_sho
     rgb = scene.expand(-1, 3, -1, -1)
     restored = restore_detail(fused, rgb, scene)
     torch.testing.assert_close(restored, rgb, atol=1e-5, rtol=0)
-    image = fused_to_image(fused, tf, (rgb, scene))
+    image = fused_to_image(fused, tf, lambda: (rgb, scene))
     want = scene[0, 0].mul(255).round().to(torch.uint8)
     assert (image[..., 0].int() - want.int()).abs().max() <= 1
     resized = fused_to_image(fused, tf)
