@@ -25,15 +25,17 @@ Choices the paper leaves open, stated once here:
   magnitude, sign included, `|| grad_k u - choose_max_abs(grad_k x, grad_k y) ||_1`, so an edge
   must also keep its polarity (a dark-on-bright edge may not turn into bright-on-dark).
 * Pixel-term normalisation: `pixel_norm='image'` divides both parts by H*W, as Eq. 8-9 read; the
-  object part then weighs about the objects' area fraction (2-5 % on LLVIP), so warm targets barely
-  count. `'region'` averages each part over its own pixels (objects, background), so `w1` and
-  `w2` weigh the two regions as the paper's weights suggest, whatever their sizes.
+  object part then weighs about the objects' area fraction, so warm targets barely count.
+  `'region'` averages each part over its own pixels (objects, background), so `w1` and `w2`
+  weigh the two regions as the paper's weights suggest, whatever their sizes.
 """
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 import torch.nn.functional as F
+
+from efficientmfd_ros.model.pyramid import choose_max_abs
 
 _LEVELS = 256
 PIXEL_NORMS = ('image', 'region')
@@ -207,7 +209,7 @@ class FusionLoss(nn.Module):
             if self.weights.grad_target == 'magnitude':
                 error = hu.abs() - torch.maximum(hx.abs(), hy.abs())
             else:
-                error = hu - torch.where(hx.abs() >= hy.abs(), hx, hy)
+                error = hu - choose_max_abs(hx, hy)
             total = total + error.abs().mean()
         return total
 

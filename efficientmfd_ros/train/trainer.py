@@ -56,13 +56,19 @@ from efficientmfd_ros.train.validation import evaluate
 LOG = logging.getLogger('efficientmfd_ros.train')
 
 
-def module_params(model, names):
-    params = []
+def top_modules(model, names, what: str) -> list:
+    """The top-level submodules of `model` called `names`; ConfigError naming the config key
+    `what` for a name that is not one."""
+    children = dict(model.named_children())
     for name in names:
-        if not hasattr(model, name):
-            raise ConfigError(f'gmta: the model has no module {name!r}')
-        params += [p for p in getattr(model, name).parameters() if p.requires_grad]
-    return params
+        if name not in children:
+            raise ConfigError(f'{what}: the model has no module {name!r}')
+    return [children[name] for name in names]
+
+
+def module_params(model, names):
+    return [p for module in top_modules(model, names, 'gmta') for p in module.parameters()
+            if p.requires_grad]
 
 
 def load_init_weights(model, path, exclude=()):
@@ -70,10 +76,8 @@ def load_init_weights(model, path, exclude=()):
     keep their fresh initialisation. ConfigError for any other missing, unexpected or misshapen
     tensor."""
     state = read_checkpoint(path)['model']
+    top_modules(model, exclude, 'init_exclude')
     skipped = tuple(f'{name}.' for name in exclude)
-    for name in exclude:
-        if not hasattr(model, name):
-            raise ConfigError(f'init_exclude: the model has no module {name!r}')
     state = {k: v for k, v in state.items() if not k.startswith(skipped)}
     try:
         result = model.load_state_dict(state, strict=False)
@@ -89,9 +93,7 @@ def freeze_all_but(model, names) -> list:
     """Only the top-level modules `names` keep `requires_grad`; returns the other top-level
     modules, which the trainer keeps in eval mode (BatchNorm statistics frozen too). ConfigError
     for an unknown name."""
-    for name in names:
-        if not hasattr(model, name):
-            raise ConfigError(f'trainable_modules: the model has no module {name!r}')
+    top_modules(model, names, 'trainable_modules')
     frozen = [module for name, module in model.named_children() if name not in names]
     for module in frozen:
         module.requires_grad_(False)
