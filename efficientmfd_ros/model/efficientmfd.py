@@ -116,14 +116,16 @@ class EfficientMFD(nn.Module):
         return self.fusion(rgb_to_luma(rgb), thermal, levels)
 
     def make_noise_boxes(self, batch: int, generator: torch.Generator | None = None,
-                         device=None, seed: int | None = None) -> torch.Tensor:
-        """Initial noise boxes z_T `(batch, N, 4)` float32 (standard normal, signal space).
+                         device=None, seed: int | None = None,
+                         num: int | None = None) -> torch.Tensor:
+        """Initial noise boxes z_T `(batch, N, 4)` float32 (standard normal, signal space);
+        N is `num`, default `head.num_proposals`.
 
         Without a generator, one draw from a generator seeded with `seed` (default
         `head.noise_seed`) is shared by every image, so an image's detections depend neither on
         the call nor on the batch. With a (CPU) generator, each image gets its own draw.
         """
-        n = self.num_proposals
+        n = self.num_proposals if num is None else int(num)
         if generator is None:
             seed = self.cfg.head.noise_seed if seed is None else int(seed)
             generator = torch.Generator().manual_seed(seed)

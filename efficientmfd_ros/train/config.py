@@ -12,6 +12,7 @@ import yaml
 from efficientmfd_ros.train.augment import AugmentConfig, AugmentError
 from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, from_plain, to_plain
 from efficientmfd_ros.train.data_spec import DatasetError, DatasetSpec
+from efficientmfd_ros.train.ema import EMAConfig
 from efficientmfd_ros.train.losses_detection import DetectionLossConfig
 from efficientmfd_ros.train.losses_fusion import FusionLossWeights
 
@@ -141,6 +142,9 @@ class EvalConfig:
     max_detections: int = 100  # per image
     fusion_metrics: tuple[str, ...] = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim')  # metrics_fusion
     max_images: int = 0  # evaluate at most this many validation pairs; 0: all
+    # Noise boxes drawn per image in validation; 0: the model config's head.num_proposals. The
+    # deployed weights may draw more than training does (models/README.md).
+    num_proposals: int = 0
     # Noise-box draws to score (mAP averaged over them; the best checkpoint is picked on that
     # mean). Empty: the model's own `head.noise_seed`, as the runtime runs. On a small split one
     # draw moves AP50 by several points, so a few draws make the pick less of a lottery.
@@ -148,6 +152,7 @@ class EvalConfig:
 
     def validate(self):
         _require(self.interval >= 0, 'eval.interval must be >= 0')
+        _require(self.num_proposals >= 0, 'eval.num_proposals must be >= 0')
         _require(all(isinstance(s, int) and s >= 0 for s in self.noise_seeds),
                  f'eval.noise_seeds must be non-negative integers, got {list(self.noise_seeds)}')
         known = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim', 'vif', 'paper_mi', 'paper_vif')
@@ -195,6 +200,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     gmta: GMTAConfig = field(default_factory=GMTAConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):
@@ -205,7 +211,7 @@ class TrainConfig:
                  'trainable_modules freezes modules that GMTA aligns: use it with task fusion or '
                  'detection, or gmta.interval 0')
         for section in (self.data, self.optim, self.schedule, self.loss, self.gmta, self.eval,
-                        self.runtime):
+                        self.ema, self.runtime):
             section.validate()
 
     def to_dict(self) -> dict:

@@ -3,7 +3,9 @@
 `Trainer(cfg, resume).run()` reads top to bottom: build (model, data, losses, AdamW, schedule,
 GMTA), optionally restore `last.pt`, then per step: forward, the task losses, backward (plain
 summed loss, or GMTA every `gmta.interval` steps), clip, step, schedule; and every so often log,
-validate (keeping the best weights by val map50) and checkpoint. Outputs in `output_dir`:
+validate (keeping the best weights by val map50) and checkpoint. With `ema.decay` > 0 an
+exponential moving average of the weights is kept after every step, and it is what validation
+reads and what `model_best.pt` / `model_final.pt` hold. Outputs in `output_dir`:
 `config.yaml`, `last.pt` (resumable state), `model_best.pt` / `model_final.pt` (checkpoints the
 runtime loads), `log.jsonl`, `gmta.jsonl` (one line per GMTA application), `summary.json`, `tb/`.
 
@@ -38,6 +40,7 @@ from efficientmfd_ros.train.distributed import (
     setup_distributed,
     shutdown,
 )
+from efficientmfd_ros.train.ema import ModelEMA
 from efficientmfd_ros.train.gmta import GMTA
 from efficientmfd_ros.train.losses_detection import DetectionLoss, num_boxes_per_rank
 from efficientmfd_ros.train.losses_fusion import FusionLoss
@@ -142,6 +145,7 @@ class Trainer:
         self.gmta = None
         if cfg.task == 'joint' and cfg.gmta.interval > 0:
             self.gmta = self._build_gmta()
+        self.ema = ModelEMA(self.model, cfg.ema) if cfg.ema.decay > 0 else None
         self.noise = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank)
         self.step, self.epoch, self.position, self.best = 0, 0, 0, -1.0
         self.timing = {'train_s': 0.0, 'steps': 0}
@@ -240,6 +244,9 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            logs['ema_decay'] = self.ema.decay()
+            self.ema.update(self.model)
         return logs
 
     def run(self) -> dict:
@@ -278,10 +285,15 @@ class Trainer:
         progress.close()
         return self.finish(metrics)
 
+    @property
+    def kept_model(self) -> torch.nn.Module:
+        """The weights that are validated and saved: the average when EMA is on."""
+        return self.model if self.ema is None else self.ema.module
+
     def validate(self) -> dict | None:
         metrics = None
         if self.main:
-            metrics = evaluate(self.model, self.data.val, self.model_cfg.class_names,
+            metrics = evaluate(self.kept_model, self.data.val, self.model_cfg.class_names,
                                self.cfg.eval, self.device, self.autocast)
             self.log.evaluation(metrics, self.step)
             score = metrics['map50'] if metrics['map50'] is not None else -1.0
@@ -298,7 +310,8 @@ class Trainer:
                    optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                    scaler=self.scaler.state_dict(), step=self.step, epoch=self.epoch,
                    position=self.position, best=self.best, rng=rng_state(self.noise),
-                   timing=dict(self.timing), train_config=self.cfg.to_dict())
+                   timing=dict(self.timing), train_config=self.cfg.to_dict(),
+                   ema=None if self.ema is None else self.ema.state_dict())
 
     def _restore(self):
         state = load_state(self.out / 'last.pt')
@@ -311,11 +324,16 @@ class Trainer:
         self.scaler.load_state_dict(state['scaler'])
         self.step, self.epoch, self.position = state['step'], state['epoch'], state['position']
         self.best, self.timing = state['best'], dict(state['timing'])
+        if self.ema is not None:
+            if state.get('ema') is None:
+                raise TrainStateError(f'{self.out}/last.pt has no EMA weights; it was written '
+                                      'with ema.decay 0')
+            self.ema.load_state_dict(state['ema'])
         restore_rng(state['rng'], self.noise)
         LOG.info('resumed %s at step %d', self.out, self.step)
 
     def _weights(self, name, metrics=None):
-        save_checkpoint(self.out / name, self.model, self.model_cfg, extra={
+        save_checkpoint(self.out / name, self.kept_model, self.model_cfg, extra={
             'train_config': self.cfg.to_dict(), 'iteration': self.step,
             'metrics': json.loads(json.dumps(metrics, default=str)) if metrics else {}})
 

@@ -53,10 +53,11 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
     """`{'map50', 'map50_95', 'per_class_ap50', 'fusion': {name: mean}, 'num_images'}`.
 
     `model` is the (unwrapped) EfficientMFD; `loader` yields `PairCollate` batches; `autocast`
-    is a context-manager factory. The model is left in training mode. With `cfg.noise_seeds`,
+    is a context-manager factory. The model is left in the mode it came in. With `cfg.noise_seeds`,
     the detection metrics are means over one COCO evaluation per noise draw, and
     `map50_per_seed` lists each draw's map50.
     """
+    was_training = model.training
     model.eval()
     post = PostprocessConfig(cfg.score_threshold, cfg.nms_iou, cfg.max_detections)
     seeds = cfg.noise_seeds or (None,)  # None: the model's own head.noise_seed
@@ -73,7 +74,8 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
                 feats = model.extract(rgb, thermal)
                 fused = model.fuse(rgb, thermal, feats) if cfg.fusion_metrics else None
             for evaluator, seed in zip(evaluators, seeds):
-                noise = model.make_noise_boxes(rgb.shape[0], device=device, seed=seed)
+                noise = model.make_noise_boxes(rgb.shape[0], device=device, seed=seed,
+                                               num=cfg.num_proposals or None)
                 with autocast():
                     det = model.detect(feats, hw, noise)
                 for i, target in enumerate(batch['targets']):
@@ -89,7 +91,7 @@ def evaluate(model, loader, class_names, cfg: EvalConfig, device, autocast) -> d
             if cfg.max_images and seen >= cfg.max_images:
                 break
     finally:
-        model.train()
+        model.train(was_training)
     results = [evaluator.evaluate() for evaluator in evaluators]
     names = list(results[0].get('per_class', {}))
     per_class = {name: _mean_or_none([r['per_class'][name]['ap50'] for r in results])

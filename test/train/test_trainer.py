@@ -188,3 +188,37 @@ def test_torchrun_two_processes_with_gmta(tiny_config, tmp_path, project_root):
     assert [r['step'] for r in _lines(out / 'gmta.jsonl')] == [0, 1, 2]
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['world_size'] == 2 and summary['steps'] == 3
+
+
+def test_warmup_cosine_schedule_and_ema_on_a_tiny_run_resume_exactly(tiny_config, tmp_path):
+    """The recipe's schedule and weight average: the logged lr follows warm-up then cosine, the
+    saved weights are the average (not the last step's), and a resumed run ends identical."""
+    args = [STEADY, '--schedule.policy=cosine', '--schedule.iterations=4',
+            '--schedule.warmup_iters=2', '--schedule.min_lr_factor=0.1', '--ema.decay=0.5',
+            '--ema.warmup_steps=0', '--runtime.log_interval=1', '--data.val=[]',
+            '--optim.lr=1e-3', '--optim.backbone_lr=1e-3']
+    straight, split = tmp_path / 'straight', tmp_path / 'split'
+    assert _train(tiny_config, straight, *args) == 0
+    logs = [r for r in _lines(straight / 'log.jsonl') if 'loss' in r]
+    lrs = [r['lr/rest'] for r in logs]
+    # warmup_factor 0.01: step 0 at 1e-5, step 1 halfway; then cosine from 1e-3 towards 1e-4.
+    assert lrs[0] == pytest.approx(1e-5) and lrs[1] == pytest.approx(0.505e-3)
+    assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(0.55e-3)
+    assert all(r['ema_decay'] == 0.5 for r in logs)
+    raw = load_state(straight / 'last.pt')
+    final = read_checkpoint(straight / 'model_final.pt')['model']
+    moved = [k for k in final if final[k].dtype.is_floating_point
+             and not torch.equal(final[k], raw['model'][k])]
+    assert moved, 'model_final.pt holds the raw weights, not their average'
+    for key, value in raw['ema']['module'].items():
+        torch.testing.assert_close(final[key], value, rtol=0, atol=0, msg=key)
+
+    # Steps 0-1 are warm-up, whose lr does not depend on the run's length: stop after them.
+    two = [a if a != '--schedule.iterations=4' else '--schedule.iterations=2' for a in args]
+    assert _train(tiny_config, split, *two) == 0
+    assert load_state(split / 'last.pt')['ema']['updates'] == 2
+    assert _train(tiny_config, split, *args, '--resume') == 0
+    assert load_state(split / 'last.pt')['step'] == 4
+    b = read_checkpoint(split / 'model_final.pt')['model']
+    for key in final:
+        torch.testing.assert_close(b[key], final[key], rtol=1e-5, atol=1e-6, msg=key)

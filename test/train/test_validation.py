@@ -27,8 +27,8 @@ def model_and_loader(llvip_person):
     return model, DataLoader(data, batch_size=2, collate_fn=PairCollate())
 
 
-def _run(model, loader, seeds):
-    cfg = EvalConfig(fusion_metrics=(), noise_seeds=tuple(seeds))
+def _run(model, loader, seeds, num_proposals=0):
+    cfg = EvalConfig(fusion_metrics=(), noise_seeds=tuple(seeds), num_proposals=num_proposals)
     return evaluate(model, loader, ['person'], cfg, torch.device('cpu'), nullcontext)
 
 
@@ -36,6 +36,7 @@ def _run(model, loader, seeds):
 @pytest.mark.slow
 def test_seed_list_averages_one_evaluation_per_noise_draw(model_and_loader):
     model, loader = model_and_loader
+    model.train()
     default = _run(model, loader, ())
     assert 'map50_per_seed' not in default and default['num_images'] == 4
     # The model's own seed, named explicitly, is the default run.
@@ -47,4 +48,17 @@ def test_seed_list_averages_one_evaluation_per_noise_draw(model_and_loader):
     assert several['map50'] == pytest.approx(np.mean(per_seed), abs=1e-12)
     assert len(set(per_seed)) > 1  # the draws differ, or the mean would average nothing
     assert min(per_seed) > 0.2  # the committed weights find these pedestrians with any draw
-    assert model.training  # left in training mode, as the trainer expects
+    assert model.training  # left in the mode it came in (training, as the trainer calls it)
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_num_proposals_sets_the_validation_draw_and_the_mode_is_kept(model_and_loader):
+    model, loader = model_and_loader
+    model.eval()
+    own = _run(model, loader, (0,))
+    named = _run(model, loader, (0,), num_proposals=model.num_proposals)
+    assert named['map50'] == pytest.approx(own['map50'], abs=1e-12)
+    fewer = _run(model, loader, (0, 1), num_proposals=10)
+    assert fewer['map50'] < own['map50']  # 10 noise boxes cannot cover these pedestrians
+    assert not model.training and not model.head.training
