@@ -2,13 +2,15 @@
 
   efficientmfd_eval --weights W --data DIR [--split FILE | --range FIRST..LAST] --out OUT
                     [--labels auto|voc|yolo|coco|none] [--save-fused DIR2] [--baselines]
+                    [--noise-seed N] [--blank rgb|thermal]
 
 Writes OUT/metrics.json and prints a table: COCO map50, map50_95 and per-class AP (labelled sets;
 the detections also go to OUT/predictions.json with OUT/ground_truth.json, so pycocotools can
 re-score them) and the fusion metrics en, sd, sf, mi, vif, qabf, ssim, paper_mi, paper_vif (means
 over the pairs, on the HSV V channel). Unlabelled sets (RoadScene, TNO) get the fusion metrics
 alone. --baselines adds the pixel average and pixel maximum of the two inputs and a classic
-Laplacian-pyramid fusion, scored the same way.
+Laplacian-pyramid fusion, scored the same way. --blank rgb|thermal feeds that camera as zeros (the
+node's degraded mode) to score detection from the other one alone.
 Exit status: 0 done, 2 bad arguments, weights or data.
 """
 import argparse
@@ -23,6 +25,7 @@ from efficientmfd_ros.train.data import PairedDataset
 from efficientmfd_ros.train.data_spec import LABEL_FORMATS, DatasetError, DatasetSpec
 from efficientmfd_ros.train.evaluate import (
     BASELINES,
+    BLANKABLE,
     FUSION_KEYS,
     EvalSettings,
     EvaluationError,
@@ -62,6 +65,9 @@ def build_parser():
     parser.add_argument('--noise-seed', type=int, metavar='N',
                         help="seed of the initial noise boxes (default: the model's own, as the "
                              'node runs); one draw moves AP50 on a small split: compare several')
+    parser.add_argument('--blank', choices=BLANKABLE,
+                        help='feed this camera as zeros (degraded mode): detection from the '
+                             'other camera alone')
     parser.add_argument('--thermal-range', type=float, nargs=2, metavar=('LO', 'HI'),
                         default=(0.0, 65535.0), help='uint16 thermal values mapped to [0, 1]')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -172,7 +178,7 @@ def main(argv=None) -> int:
         out_dir = Path(args.out)
         settings = EvalSettings(out_dir=str(out_dir), save_fused_dir=args.save_fused,
                                 baselines=args.baselines, thermal_range=tuple(args.thermal_range),
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, blank=args.blank)
         metrics = evaluate_dataset(detector, dataset, settings)
     except (DatasetError, EvaluationError) as exc:
         return _fail(exc)
@@ -183,7 +189,7 @@ def main(argv=None) -> int:
         'device': device, 'input_size': list(detector.input_size),
         'score_threshold': args.score_threshold, 'nms_iou': args.nms_iou,
         'max_detections': args.max_detections, 'noise_seed': detector.noise_seed,
-        'baselines': list(BASELINES) if args.baselines else []}
+        'baselines': list(BASELINES) if args.baselines else [], 'blank': args.blank}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / 'metrics.json').write_text(json.dumps(_json_safe(metrics), indent=2) + '\n')
     print(format_table(metrics))

@@ -14,6 +14,10 @@ each at the RGB image's full resolution, coloured with the RGB chroma by
 ``model.color.fused_to_rgb`` and quantized to uint8 as the runtime quantizes the model's output.
 
 Unlabelled datasets (``DatasetSpec.labelled`` false) get the fusion metrics alone.
+
+``EvalSettings.blank`` (``'rgb'`` or ``'thermal'``) feeds the detector zeros for that camera, as
+the node does in degraded mode (``allow_single_modality``), to score detection from the other
+camera alone; the fused image is still scored against both real inputs.
 """
 from collections import defaultdict
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from efficientmfd_ros.model.pyramid import laplacian_fuse
 LOG = logging.getLogger('efficientmfd_ros.train.evaluate')
 FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim', 'paper_mi', 'paper_vif')
 BASELINES = ('average', 'maximum', 'laplacian')
+BLANKABLE = ('rgb', 'thermal')
 LAPLACIAN_BASELINE_LEVELS = 6  # the best of 4-6 on both validation sets
 
 
@@ -50,6 +55,7 @@ class EvalSettings:
     baselines: bool = False            # also score the average / maximum baselines
     thermal_range: tuple = (0.0, 65535.0)  # uint16 thermal values mapped to 0..255 for metrics
     progress: bool = True              # tqdm bar on stderr
+    blank: str | None = None           # 'rgb' / 'thermal': that camera is fed as zeros
 
 
 def thermal_to_uint8(thermal: np.ndarray, thermal_range=(0.0, 65535.0)) -> np.ndarray:
@@ -143,6 +149,8 @@ def evaluate_dataset(detector, dataset, settings: EvalSettings | None = None) ->
     Raises EvaluationError for an empty dataset or one whose pairs all fail to decode.
     """
     settings = settings or EvalSettings()
+    if settings.blank not in (None, *BLANKABLE):
+        raise EvaluationError(f'blank must be one of {BLANKABLE}, got {settings.blank!r}')
     if len(dataset) == 0:
         skipped = ', '.join(f'{r} {n}' for r, n in dataset.report.skipped().items())
         raise EvaluationError(f'dataset {dataset.name} has no usable pairs '
@@ -167,7 +175,12 @@ def evaluate_dataset(detector, dataset, settings: EvalSettings | None = None) ->
             continue
         rgb = sample['rgb']
         thermal = thermal_to_uint8(sample['thermal'], settings.thermal_range)
-        result = detector.infer(rgb, sample['thermal'], fuse=True)
+        fed_rgb, fed_thermal = rgb, sample['thermal']
+        if settings.blank == 'rgb':
+            fed_rgb = np.zeros_like(rgb)
+        elif settings.blank == 'thermal':
+            fed_thermal = np.zeros_like(fed_thermal)
+        result = detector.infer(fed_rgb, fed_thermal, fuse=True)
         for stage, ms in result.timings_ms.items():
             timings[stage].append(ms)
         if evaluator is not None:

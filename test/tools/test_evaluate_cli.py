@@ -141,6 +141,21 @@ def test_noise_seed_selects_the_draw_and_is_recorded(llvip_run, tiny_weights, ll
     assert [p['bbox'] for p in default] != [p['bbox'] for p in other]
 
 
+@pytest.mark.parametrize('blank', ['rgb', 'thermal'])
+def test_blank_feeds_one_camera_as_zeros_and_is_recorded(llvip_run, tiny_weights, llvip_person,
+                                                         tmp_path, blank):
+    code, _, stderr = _run(['--weights', tiny_weights, '--data', llvip_person,
+                            '--range', '..'.join(LLVIP_IDS), '--out', tmp_path, '--blank', blank])
+    assert code == 0, stderr
+    metrics = json.loads((tmp_path / 'metrics.json').read_text())
+    assert metrics['settings']['blank'] == blank
+    assert llvip_run['metrics']['settings']['blank'] is None
+    assert metrics['fusion'] != llvip_run['metrics']['fusion']
+    default = json.loads((llvip_run['out'] / 'predictions.json').read_text())
+    other = json.loads((tmp_path / 'predictions.json').read_text())
+    assert [p['score'] for p in default] != [p['score'] for p in other]
+
+
 def test_unlabelled_roadscene_reports_fusion_only(tiny_weights, roadscene, tmp_path):
     split = tmp_path / 'ids.txt'
     split.write_text('FLIR_00006\n# a comment\nFLIR_00018.jpg\n')
