@@ -45,3 +45,31 @@ def test_package_metadata_is_ament_python_format3():
 
 def test_vision_msgs_definitions_are_hidden_from_colcon():
     assert (PKG.parent / 'interfaces' / 'COLCON_IGNORE').is_file()
+
+
+def _declared(kind):
+    root = ET.parse(PKG.parent / 'package.xml').getroot()
+    return {element.text.strip() for element in root.iter(kind)}
+
+
+def test_package_xml_declares_every_ros_package_the_node_and_launch_files_use():
+    """rosdep installs what package.xml names: every ROS package imported by ros/ or a launch
+    file, and what the launch files run (ros2 bag with mcap, rviz2), must be there."""
+    ros_packages = {name.split('.')[0] for name in ROS_ONLY if not name.startswith('efficientmfd')}
+    sources = [*sorted((PKG / 'ros').rglob('*.py')),
+               *sorted((PKG.parent / 'launch').glob('*.py'))]
+    used = {name.split('.')[0] for path in sources for name in _imports(path)} & ros_packages
+    launch_text = ''.join(p.read_text() for p in (PKG.parent / 'launch').glob('*.py'))
+    if "'bag'" in launch_text or 'ros2 bag' in launch_text:
+        used |= {'ros2bag', 'rosbag2_storage_mcap'}
+    if 'rviz2' in launch_text:
+        used.add('rviz2')
+    missing = sorted(used - _declared('exec_depend') - _declared('depend'))
+    assert 'rclpy' in used and 'launch_ros' in used
+    assert not missing, f'package.xml lacks exec_depend {missing}'
+
+
+def test_package_xml_declares_the_test_runner_plugins_pytest_ini_uses():
+    ini = (PKG.parent / 'pytest.ini').read_text()
+    needed = {'python3-pytest'} | ({'python3-pytest-timeout'} if '--timeout' in ini else set())
+    assert needed <= _declared('test_depend')

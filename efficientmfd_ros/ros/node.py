@@ -8,11 +8,16 @@ Topics (relative names, remapped in launch):
 
 Lifecycle: configure loads the model and creates the publishers; activate subscribes and starts
 the inference worker; deactivate unsubscribes and stops it; cleanup frees the model.
+
+The autostart and diagnostics timers run on the steady clock, not the node clock: under
+``use_sim_time`` the node clock stands still until ``/clock`` arrives and after a bag ends, and a
+silent camera must still be reported (and the node started) then.
 """
 import gc
 import re
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -49,11 +54,13 @@ class MfdNode(Node):
         self._problems = ProblemLog(self.get_logger().warning)
         # conditions seen in diagnostics (a silent camera, slow inference) last: log them rarely
         self._conditions = ProblemLog(self.get_logger().warning, period_s=30.0)
+        self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._detector = None
         self._subs = []
         self._pubs = {}
         if self.config.autostart:
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
+            self._autostart_timer = self.create_timer(0.0, self._autostart,
+                                                      clock=self._steady)
 
     def _autostart(self):
         self.destroy_timer(self._autostart_timer)
@@ -86,7 +93,8 @@ class MfdNode(Node):
             self._stats, self._problems, self.config, compressed)
         self._worker = InferenceWorker(self._processor.process, on_error=self._on_worker_error)
         self._intake = Intake(self.config, self._stats, self._worker, self._problems, compressed)
-        self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._diagnose)
+        self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._diagnose,
+                                             clock=self._steady)
         self._configured = True
         _collect_and_freeze()
         return super().on_configure(state)
