@@ -21,7 +21,10 @@ DETECTIONS = 'vision_msgs/msg/Detection2DArray'
 # vision_msgs 4.1 (humble .. kilted) Detection2DArray, as rosidl computes it
 DETECTIONS_RIHS01 = 'RIHS01_214274120007f4a683866481336b70310268cfa107aebe9d594a6acf75bda968'
 STORAGES = ('mcap', 'sqlite3')
-BAG_VERSION = 9  # rosbag2 format of jazzy/kilted
+# rosbag2 metadata version 8: the newest that Humble and Jazzy both read. From version 9 on,
+# offered_qos_profiles is a YAML list, which Humble's reader (any version >= 4) takes as a string
+# and fails on; Jazzy and kilted read version 8's string form. Extra keys are ignored by Humble.
+BAG_VERSION = 8
 
 
 class BagError(Exception):
