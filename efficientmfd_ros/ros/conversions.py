@@ -7,7 +7,7 @@ float32 pixels of the RGB image; vision_msgs wants centre + size in the same pix
 from array import array
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import (
     BoundingBox2D,
     Detection2D,
@@ -22,6 +22,16 @@ from efficientmfd_ros.core.image_codec import (
     image_to_numpy,
     numpy_to_image,
 )
+
+
+def camera_info_with_header(info: CameraInfo, header) -> CameraInfo:
+    """A copy of ``info`` carrying ``header`` (the fused image's), every other field kept."""
+    out = CameraInfo()
+    for name in info.get_fields_and_field_types():
+        setattr(out, name, getattr(info, name))
+    out.header = header
+    return out
+
 
 LEVELS = {'ok': DiagnosticStatus.OK, 'warn': DiagnosticStatus.WARN,
           'error': DiagnosticStatus.ERROR, 'stale': DiagnosticStatus.STALE}

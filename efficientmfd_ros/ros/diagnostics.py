@@ -15,7 +15,7 @@ INPUTS = ('rgb', 'thermal')
 # per-input counters; the others are global
 INPUT_COUNTERS = ('received', 'bad_input')
 GLOBAL_COUNTERS = ('size_mismatch', 'single_modality', 'published', 'fused_published',
-                   'debug_published')
+                   'debug_published', 'camera_info_mismatch')
 # per-pair timings in ms, kept over the last WINDOW pairs
 TIMINGS = ('pairing_ms', 'convert_ms', 'model_ms', 'publish_ms', 'debug_ms', 'overhead_ms',
            'total_ms', 'spread_ms')
@@ -101,7 +101,7 @@ class DiagnosticsReporter:
         inputs = ('inputs', *self._input_level(values, delta, rate, context), values)
         inference = self._inference(windows, worker, rate, delta, context)
         inference[3].update({name: counters[name] for name in (
-            'published', 'fused_published', 'debug_published')})
+            'published', 'fused_published', 'debug_published', 'camera_info_mismatch')})
         return [inputs, inference]
 
     def _input_values(self, stats, counters, windows, pairing, worker, rate):

@@ -3,8 +3,10 @@
 Topics (relative names, remapped in launch):
 - in: ``rgb/image_raw``, ``thermal/image_raw`` (sensor_msgs/Image), or ``.../compressed``
   (sensor_msgs/CompressedImage) with ``input_transport: compressed``; sensor-data QoS.
-- out: ``detections`` (vision_msgs/Detection2DArray), ``fused/image`` (rgb8), ``label_info``
-  (latched), ``~/debug/image`` (boxes drawn), ``/diagnostics``. Reliable QoS.
+- in (optional): ``rgb/camera_info`` (sensor_msgs/CameraInfo of the RGB camera).
+- out: ``detections`` (vision_msgs/Detection2DArray), ``fused/image`` (rgb8),
+  ``fused/camera_info`` (the RGB camera_info with the fused image's header, once one arrived),
+  ``label_info`` (latched), ``~/debug/image`` (boxes drawn), ``/diagnostics``. Reliable QoS.
 
 Lifecycle: configure loads the model and creates the publishers; activate subscribes and starts
 the inference worker; deactivate unsubscribes and stops it; cleanup frees the model.
@@ -19,7 +21,7 @@ import re
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -34,7 +36,9 @@ from efficientmfd_ros.ros.pipeline import Outputs, PairProcessor
 
 NODE_NAME = 'efficientmfd_node'
 INPUT_TOPICS = ('rgb/image_raw', 'thermal/image_raw')
-OUTPUT_TOPICS = ('detections', 'fused/image', 'label_info', '~/debug/image', '/diagnostics')
+CAMERA_INFO_TOPIC = 'rgb/camera_info'
+OUTPUT_TOPICS = ('detections', 'fused/image', 'fused/camera_info', 'label_info', '~/debug/image',
+                 '/diagnostics')
 SYNC_PARAMS = ('approximate_sync_tolerance_s', 'queue_size', 'max_backwards_s')
 THRESHOLD_PARAMS = {'score_threshold': 'score_threshold', 'nms_iou_threshold': 'nms_iou',
                     'max_detections': 'max_detections'}
@@ -87,9 +91,10 @@ class MfdNode(Node):
         self._stats = NodeStats()
         self._reporter = DiagnosticsReporter()
         compressed = self.config.input_transport == 'compressed'
+        self._outputs = Outputs(self._pubs['detections'], self._pubs['fused'],
+                                self._pubs['debug'], self._pubs['fused_camera_info'])
         self._processor = PairProcessor(
-            self._detector, Outputs(self._pubs['detections'], self._pubs['fused'],
-                                    self._pubs['debug']),
+            self._detector, self._outputs,
             self._stats, self._problems, self.config, compressed)
         self._worker = InferenceWorker(self._processor.process, on_error=self._on_worker_error)
         self._intake = Intake(self.config, self._stats, self._worker, self._problems, compressed)
@@ -114,6 +119,10 @@ class MfdNode(Node):
             self._subs.append(self._qos.subscription(
                 msg_type, name, lambda msg, i=index: self._intake.on_message(i, msg),
                 qos.sensor_data()))
+        # Camera drivers publish camera_info reliable or best effort: best effort takes both.
+        self._subs.append(self._qos.subscription(
+            CameraInfo, CAMERA_INFO_TOPIC, self._outputs.set_camera_info,
+            qos.sensor_data()))
         self._active = True
         self.get_logger().info(
             'active: subscribed to ' + ', '.join(s.topic_name for s in self._subs))
@@ -167,7 +176,7 @@ class MfdNode(Node):
             else:
                 self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
-        self._detector = self._processor = self._worker = self._intake = None
+        self._detector = self._processor = self._worker = self._intake = self._outputs = None
         self._configured = False
         _collect_and_freeze()
         _empty_cuda_cache()
@@ -177,6 +186,7 @@ class MfdNode(Node):
         self._pubs = {
             'detections': make(Detection2DArray, 'detections', qos.reliable(10)),
             'fused': make(Image, 'fused/image', qos.reliable(5)),
+            'fused_camera_info': make(CameraInfo, 'fused/camera_info', qos.reliable(5)),
             'label_info': make(LabelInfo, 'label_info', qos.latched()),
             'debug': make(Image, '~/debug/image', qos.reliable(5)),
             # diagnostics also report while inactive, so this one is not a lifecycle publisher

@@ -3,6 +3,11 @@
 Everything published carries the RGB input's header (a thermal-only job, in single-modality mode,
 carries the thermal stamp with the last RGB frame_id seen, since boxes are in RGB pixels).
 
+The fused image is on the RGB camera's pixel grid, so the RGB ``camera_info`` describes it: the
+latest one received is republished on ``fused/camera_info`` with each fused image's header (none
+until one arrives; one whose size differs from the fused image is counted and not sent, since its
+intrinsics would not fit).
+
 Policy for RGB/thermal images of different sizes: with the identity homography the pair is
 rejected (counted ``size_mismatch``), because nothing says how the two images line up; with a
 homography set, the inference core warps thermal onto the RGB image. Cameras sharing a field of
@@ -16,6 +21,7 @@ from std_msgs.msg import Header
 
 from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, as_thermal
 from efficientmfd_ros.ros.conversions import (
+    camera_info_with_header,
     compressed_msg_to_numpy,
     detections_to_msg,
     image_msg_to_numpy,
@@ -26,12 +32,24 @@ from efficientmfd_ros.ros.overlay import draw_detections
 
 
 class Outputs:
-    """The publishers the worker writes to (lifecycle publishers: silent unless active)."""
+    """The publishers the worker writes to (lifecycle publishers: silent unless active), and the
+    latest RGB camera_info (``set_camera_info`` from the subscription's thread)."""
 
-    def __init__(self, detections, fused, debug):
+    def __init__(self, detections, fused, debug, camera_info=None):
         self.detections = detections
         self.fused = fused
         self.debug = debug
+        self.camera_info = camera_info
+        self._info = None
+        self._lock = threading.Lock()
+
+    def set_camera_info(self, msg):
+        with self._lock:
+            self._info = msg
+
+    def latest_camera_info(self):
+        with self._lock:
+            return self._info
 
 
 class PairProcessor:
@@ -117,6 +135,17 @@ class PairProcessor:
             payload.thermal.header.frame_id)
         return Header(stamp=stamp, frame_id=frame)
 
+    def _publish_camera_info(self, hw, header):
+        info = self._out.latest_camera_info()
+        if info is None or self._out.camera_info is None:
+            return
+        if (info.height, info.width) != tuple(hw):
+            self._stats.count('camera_info_mismatch')
+            self._problems.report('camera_info', f'rgb camera_info is {info.width}x{info.height}'
+                                  f' but the fused image is {hw[1]}x{hw[0]}: not republished')
+            return
+        self._out.camera_info.publish(camera_info_with_header(info, header))
+
     def process(self, job):
         start = time.perf_counter()
         payload = job.payload
@@ -139,6 +168,7 @@ class PairProcessor:
         if fuse and result.fused is not None:
             self._out.fused.publish(numpy_to_image_msg(result.fused, 'rgb8', header))
             self._stats.count('fused_published')
+            self._publish_camera_info(result.fused.shape[:2], header)
         published = time.perf_counter()
         if self._out.debug.get_subscription_count() > 0:
             base = result.fused if result.fused is not None else rgb

@@ -24,7 +24,7 @@ from rclpy.qos import (  # noqa: E402
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
 from efficientmfd_ros.core.image_codec import numpy_to_image  # noqa: E402
@@ -220,6 +220,51 @@ def test_fused_and_debug_images_only_while_subscribed(rig, pairs):
     _, after = diagnostics(rig, 'inference')
     assert after['fused_published'] == middle['fused_published']
     assert after['debug_published'] == middle['debug_published']
+
+
+def _camera_info(width, height):
+    info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+    info.header.frame_id = FRAME
+    info.k = [900.0, 0.0, 640.0, 0.0, 900.0, 512.0, 0.0, 0.0, 1.0]
+    info.d = [0.1, -0.05, 0.0, 0.0, 0.0]
+    return info
+
+
+def test_fused_camera_info_is_the_rgb_one_with_the_fused_header(rig, pairs):
+    info_pub = rig.node.create_publisher(CameraInfo, 'rgb/camera_info', RELIABLE)
+    fused_sub = rig.subscribe(Image, 'fused/image', RELIABLE)
+    info_sub = rig.subscribe(CameraInfo, 'fused/camera_info', RELIABLE)
+    deadline = time.monotonic() + WAIT_S
+    while not rig.messages('fused/camera_info') and time.monotonic() < deadline:
+        info_pub.publish(_camera_info(1280, 1024))  # resent: the node reads it best effort
+        rgb, thermal = pairs[0]
+        stamps = rig.clock.next()
+        send(rig, rgb, thermal, stamps)
+        detections_at(rig, stamps[0])
+    infos = rig.messages('fused/camera_info')
+    assert infos, 'no fused/camera_info'
+    fused_stamps = {stamp_of(m.header) for m in rig.messages('fused/image')}
+    for info in infos:
+        assert stamp_of(info.header) in fused_stamps and info.header.frame_id == FRAME
+        assert (info.width, info.height) == (1280, 1024)
+        assert list(info.k) == list(_camera_info(1280, 1024).k)
+        assert list(info.d) == [0.1, -0.05, 0.0, 0.0, 0.0] and info.distortion_model == 'plumb_bob'
+    _, before = diagnostics(rig, 'inference')
+    mismatched = 0
+    deadline = time.monotonic() + WAIT_S
+    while mismatched == int(before['camera_info_mismatch']) and time.monotonic() < deadline:
+        info_pub.publish(_camera_info(640, 512))
+        for rgb, thermal in pairs[:2]:
+            stamps = rig.clock.next()
+            send(rig, rgb, thermal, stamps)
+            detections_at(rig, stamps[0])
+        _, now = diagnostics(rig, 'inference')
+        mismatched = int(now['camera_info_mismatch'])
+    assert mismatched > int(before['camera_info_mismatch'])
+    assert all(m.width == 1280 for m in rig.messages('fused/camera_info'))
+    for sub in (fused_sub, info_sub):
+        rig.node.destroy_subscription(sub)
+    rig.node.destroy_publisher(info_pub)
 
 
 def test_thresholds_change_live_and_bad_values_are_rejected_with_a_reason(rig, pairs):
