@@ -47,7 +47,9 @@ setup(
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
         'trt': ['tensorrt'],
         'bag': ['rosbags', 'matplotlib'],
-        'test': ['pytest', 'pytest-timeout', 'ruff', 'rosbags', 'pycocotools', 'matplotlib'],
+        # osrf-pycommon: needed by the vendored launch in test/ros/test_launch_vendored.py
+        'test': ['pytest', 'pytest-timeout', 'ruff', 'rosbags', 'pycocotools', 'matplotlib',
+                 'osrf-pycommon'],
     },
     zip_safe=True,
     maintainer='efficientmfd_ros maintainers',

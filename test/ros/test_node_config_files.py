@@ -16,8 +16,8 @@ from efficientmfd_ros.ros.node import OUTPUT_TOPICS  # noqa: E402
 from efficientmfd_ros.ros.params import BY_NAME, PARAMETERS, NodeConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-MFD_ARGS = {'namespace', 'params_file', 'rgb_topic', 'thermal_topic', 'use_sim_time', 'autostart',
-            'log_level', 'rviz', 'rviz_config'}
+MFD_ARGS = {'namespace', 'params_file', 'rgb_topic', 'thermal_topic', 'rgb_camera_info_topic',
+            'input_transport', 'use_sim_time', 'autostart', 'log_level', 'rviz', 'rviz_config'}
 
 
 def _node_params(path):
@@ -135,4 +135,6 @@ def test_replay_launch_includes_mfd_launch_on_sim_time():
     assert 'generate_launch_description' in _function_names(path)
     source = path.read_text()
     assert "'mfd.launch.py'" in source and "'use_sim_time': 'true'" in source
-    assert "'--clock'" in source
+    assert "'--clock'" in source and 'OnStateTransition' in source
+    # every argument of mfd.launch.py but use_sim_time (always true here) can be given to replay
+    assert MFD_ARGS - {'use_sim_time'} <= set(args)
