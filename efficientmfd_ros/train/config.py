@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from efficientmfd_ros.model.config import ModelConfig, ModelConfigError
 from efficientmfd_ros.train.augment import AugmentConfig, AugmentError
 from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, from_plain, to_plain
 from efficientmfd_ros.train.data_spec import DatasetError, DatasetSpec
@@ -184,6 +185,9 @@ class TrainConfig:
     """One training run; see config/train/*.yaml for commented examples."""
 
     model_config: str  # path of the ModelConfig YAML
+    # Nested keys laid over that YAML, e.g. {head: {num_proposals: 100}}: a recipe's change to
+    # the network without a second copy of its config.
+    model_overrides: dict = field(default_factory=dict)
     output_dir: str = 'runs/train'  # checkpoints, logs and the final weights go here
     task: str = 'joint'  # 'joint', or 'fusion' / 'detection' alone (the ablation)
     seed: int = 0  # seeds the model init, sampling, augmentation and the head's box noise
@@ -220,6 +224,30 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> 'TrainConfig':
         return from_plain(cls, data)
+
+
+def _merged(base: dict, over: dict, where='model_overrides') -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merged(base[key], value, f'{where}.{key}')
+        else:
+            out[key] = value
+    return out
+
+
+def read_model_config(cfg: TrainConfig) -> ModelConfig:
+    """The ModelConfig a run trains: `cfg.model_config` with `cfg.model_overrides` laid over it
+    (ConfigError naming the problem)."""
+    path = Path(cfg.model_config)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'cannot read model config {path}: {exc}') from exc
+    try:
+        return ModelConfig.from_dict(_merged(data, cfg.model_overrides))
+    except ModelConfigError as exc:
+        raise ConfigError(f'model config {path} with model_overrides: {exc}') from exc
 
 
 def load_train_config(path, overrides=()) -> TrainConfig:

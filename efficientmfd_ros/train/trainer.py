@@ -29,9 +29,8 @@ from torch.nn.parallel import DistributedDataParallel
 import yaml
 
 from efficientmfd_ros.model.color import rgb_to_luma
-from efficientmfd_ros.model.config import ModelConfig
 from efficientmfd_ros.model.factory import build_model, read_checkpoint, save_checkpoint
-from efficientmfd_ros.train.config import TrainConfig
+from efficientmfd_ros.train.config import TrainConfig, read_model_config
 from efficientmfd_ros.train.config_io import ConfigError
 from efficientmfd_ros.train.distributed import (
     TrainForward,
@@ -122,7 +121,7 @@ class Trainer:
             raise ConfigError(f'{self.out}/last.pt exists: pass --resume to continue that run, or '
                               'choose another output_dir')
         torch.manual_seed(cfg.seed)
-        self.model_cfg = ModelConfig.from_yaml(cfg.model_config)
+        self.model_cfg = read_model_config(cfg)
         self.model = build_model(self.model_cfg).to(self.device)
         if cfg.init_weights:
             load_init_weights(self.model, cfg.init_weights, cfg.init_exclude)

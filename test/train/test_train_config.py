@@ -8,6 +8,7 @@ from efficientmfd_ros.train.config import (
     ScheduleConfig,
     TrainConfig,
     load_train_config,
+    read_model_config,
 )
 from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, parse_override
 from efficientmfd_ros.train.optim import lr_factor, param_groups
@@ -24,6 +25,27 @@ def test_shipped_configs_load(project_root):
     assert lite.data.train[0]['split'] == '010001..010032'
     assert lite.data.val[0]['split'] == '010033..010040'
     assert [d.get('labelled', True) for d in lite.data.train] == [True, False, False]
+
+
+def test_shipped_configs_all_load_with_their_models(project_root):
+    for path in sorted((project_root / 'config/train').glob('*.yaml')):
+        cfg = load_train_config(path)
+        model = read_model_config(cfg)
+        assert model.head.num_proposals > 0, path
+
+
+def test_model_overrides_lay_nested_keys_over_the_model_yaml(project_root, tmp_path):
+    path = tmp_path / 'c.yaml'
+    model = str(project_root / 'config/model/efficientmfd_lite.yaml')
+    path.write_text(yaml.safe_dump({**MINIMAL, 'model_config': model}))
+    plain = read_model_config(load_train_config(path))
+    cfg = load_train_config(path, ['--model_overrides={head: {num_proposals: 100}}'])
+    changed = read_model_config(cfg)
+    assert changed.head.num_proposals == 100 and plain.head.num_proposals == 50
+    assert changed.head.hidden_dim == plain.head.hidden_dim and changed.fpn == plain.fpn
+    bad = load_train_config(path, ['--model_overrides={head: {num_proposal: 100}}'])
+    with pytest.raises(ConfigError, match='num_proposal'):
+        read_model_config(bad)
 
 
 def test_overrides_are_typed_and_nested(tmp_path):
