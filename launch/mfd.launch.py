@@ -32,6 +32,7 @@ ARGUMENTS = (
     ('log_level', 'info', 'Node log level: debug, info, warn, error, fatal'),
     ('rviz', 'false', 'Start RViz with rviz_config'),
     ('rviz_config', 'config/mfd.rviz', 'RViz configuration; default in the package share'),
+    ('rviz_fixed_frame', '', "RViz fixed frame (the RGB images' frame_id); empty: the config's"),
 )
 # defaults above that name files of this package, relative to its share directory
 SHARE_DEFAULTS = ('params_file', 'rviz_config')
@@ -71,7 +72,8 @@ def _actions(context):
         package='rviz2',
         executable='rviz2',
         namespace=value['namespace'],
-        arguments=['-d', value['rviz_config']],
+        arguments=['-d', value['rviz_config'], *(
+            ['--fixed-frame', value['rviz_fixed_frame']] if value['rviz_fixed_frame'] else [])],
         parameters=[{'use_sim_time': sim_time}],
         condition=IfCondition(value['rviz']),
     )

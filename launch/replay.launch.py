@@ -40,10 +40,12 @@ ARGUMENTS = (
     ('log_level', 'info', 'Node log level: debug, info, warn, error, fatal'),
     ('rviz', 'false', 'Start RViz'),
     ('rviz_config', 'config/mfd.rviz', 'RViz configuration; default in the package share'),
+    ('rviz_fixed_frame', '', "RViz fixed frame (the RGB images' frame_id); empty: the config's"),
 )
 SHARE_DEFAULTS = ('params_file', 'rviz_config')
 PASSED_ON = ('rgb_topic', 'thermal_topic', 'rgb_camera_info_topic', 'input_transport',
-             'namespace', 'params_file', 'autostart', 'log_level', 'rviz', 'rviz_config')
+             'namespace', 'params_file', 'autostart', 'log_level', 'rviz', 'rviz_config',
+             'rviz_fixed_frame')
 
 
 def generate_launch_description():

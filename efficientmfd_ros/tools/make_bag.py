@@ -23,6 +23,9 @@ from efficientmfd_ros.tools.frame_source import FrameSourceError, dataset_frames
 RGB_TOPIC = '/rgb/image_raw'
 THERMAL_TOPIC = '/thermal/image_raw'
 GT_TOPIC = '/ground_truth/detections'
+# REP 103 optical frames; config/mfd.rviz uses RGB_FRAME as its fixed frame
+RGB_FRAME = 'rgb_camera_optical_frame'
+THERMAL_FRAME = 'thermal_camera_optical_frame'
 START_NS = 1_700_000_000 * 1_000_000_000  # a fixed epoch so equal inputs give equal bags
 
 
@@ -96,11 +99,11 @@ def write_bag(frame_set, out, storage='mcap', rate_hz=10.0, thermal_offset_ms=0.
             thermal = _thermal_as(frame.thermal, thermal_encoding)
             messages = [
                 (rgb_ns, RGB_TOPIC, image_message(np.ascontiguousarray(rgb), rgb_encoding,
-                                                  rgb_ns, 'rgb_camera')),
+                                                  rgb_ns, RGB_FRAME)),
                 (rgb_ns, GT_TOPIC, detections_message(rgb_ns, frame.boxes, frame.labels,
-                                                      frame_id='rgb_camera')),
+                                                      frame_id=RGB_FRAME)),
                 (th_ns, THERMAL_TOPIC, image_message(thermal, thermal_encoding, th_ns,
-                                                     'thermal_camera'))]
+                                                     THERMAL_FRAME))]
             for log_ns, topic, message in messages:
                 heapq.heappush(pending, (log_ns, next(order), topic, message))
             # no later frame has a message before this bound: write what precedes it

@@ -17,7 +17,8 @@ from efficientmfd_ros.ros.params import BY_NAME, PARAMETERS, NodeConfig  # noqa:
 
 ROOT = Path(__file__).resolve().parents[2]
 MFD_ARGS = {'namespace', 'params_file', 'rgb_topic', 'thermal_topic', 'rgb_camera_info_topic',
-            'input_transport', 'use_sim_time', 'autostart', 'log_level', 'rviz', 'rviz_config'}
+            'input_transport', 'use_sim_time', 'autostart', 'log_level', 'rviz', 'rviz_config',
+            'rviz_fixed_frame'}
 
 
 def _node_params(path):
@@ -83,6 +84,12 @@ def test_table_descriptors_types_ranges_and_read_only():
 ])
 def test_table_rejects_bad_values_with_a_reason(name, value, fragment):
     assert fragment in BY_NAME[name].validate(value)
+
+
+def test_rviz_fixed_frame_is_the_frame_the_project_bags_carry():
+    from efficientmfd_ros.tools.make_bag import RGB_FRAME
+    config = yaml.safe_load((ROOT / 'config' / 'mfd.rviz').read_text())
+    assert config['Visualization Manager']['Global Options']['Fixed Frame'] == RGB_FRAME
 
 
 def test_rviz_names_only_topics_the_node_publishes():
