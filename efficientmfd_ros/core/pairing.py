@@ -8,6 +8,15 @@ oldest stamp) is strictly below ``slop_s`` is emitted and removed from the queue
 messages stay and may pair later. On top of that it counts what it drops and resets its queues
 when an input's stamps jump backwards by more than ``max_backwards_s`` (a rosbag loop or a clock
 reset). The live node and the offline bag evaluator feed the very same object.
+
+That policy is greedy: the first partner within ``slop_s`` wins, even when a closer one arrives
+next. With ``match_wait_s > 0`` a match is held instead and the combination of smallest spread
+over everything queued is emitted once it is settled: every input has a message stamped at least
+its newest stamp plus its spread (streams arrive in stamp order, so nothing closer can still
+come), or some input is ``match_wait_s`` past its newest stamp (the bound). The cost is latency:
+a pair waits for the next message of its partner stream (one frame period, ~33 ms at 30 Hz) and
+at most ``match_wait_s`` of stamp time. Messages older than an emitted pair on every input can
+no longer pair in order and are discarded (counted as unmatched).
 """
 from dataclasses import asdict, dataclass, field
 import itertools
@@ -74,7 +83,8 @@ class ApproximatePairer:
     timing anomalies (gaps, bursts, reordering, jumps); only on a bad index or a non-finite stamp.
     """
 
-    def __init__(self, num_inputs=2, queue_size=10, slop_s=0.05, max_backwards_s=1.0):
+    def __init__(self, num_inputs=2, queue_size=10, slop_s=0.05, max_backwards_s=1.0,
+                 match_wait_s=0.0):
         if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs < 2:
             raise ValueError(f'num_inputs must be an int >= 2, got {num_inputs!r}')
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
@@ -84,6 +94,9 @@ class ApproximatePairer:
         if not _positive(max_backwards_s):
             raise ValueError(f'max_backwards_s must be a number > 0 (inf disables), '
                              f'got {max_backwards_s!r}')
+        if not isinstance(match_wait_s, numbers.Real) or isinstance(match_wait_s, bool) or not (
+                0 <= match_wait_s < math.inf):
+            raise ValueError(f'match_wait_s must be a finite number >= 0, got {match_wait_s!r}')
         self.num_inputs = num_inputs
         self.queue_size = queue_size
         self.slop_s = float(slop_s)
@@ -91,6 +104,7 @@ class ApproximatePairer:
         # integer nanoseconds keep stamp identity and comparisons exact, as ROS Time does
         self._slop_ns = round(self.slop_s * _NS)
         self._back_ns = math.inf if math.isinf(max_backwards_s) else round(max_backwards_s * _NS)
+        self._wait_ns = round(float(match_wait_s) * _NS)
         self._queues = [{} for _ in range(num_inputs)]  # stamp_ns -> (stamp_s, item)
         self._newest = [None] * num_inputs
         self.stats = PairingStats.zeros(num_inputs)
@@ -120,6 +134,8 @@ class ApproximatePairer:
         while len(queue) > self.queue_size:
             del queue[min(queue)]
             stats.evicted[input_index] += 1
+        if self._wait_ns:
+            return self._release()
         if stamp_ns not in queue:
             return []  # the newcomer was itself the oldest and got evicted
         return self._match(input_index, stamp_ns)
@@ -142,6 +158,37 @@ class ApproximatePairer:
                 self.stats.pairs += 1
                 return [Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken))]
         return []
+
+    def _best(self):
+        """The queued combination of smallest spread below slop (oldest on a tie), or None."""
+        best = None
+        for stamps in itertools.product(*(sorted(q) for q in self._queues)):
+            spread = max(stamps) - min(stamps)
+            if spread < self._slop_ns and (best is None or (spread, max(stamps)) < best[0]):
+                best = ((spread, max(stamps)), stamps)
+        return None if best is None else best[1]
+
+    def _release(self):
+        """Emit every held best match (smallest spread first) that is settled or past the wait
+        bound."""
+        out = []
+        while True:
+            stamps = self._best()
+            if stamps is None:
+                return out
+            spread, last = max(stamps) - min(stamps), max(stamps)
+            settled = all(n is not None and n >= last + spread for n in self._newest)
+            timed_out = any(n is not None and n - last >= self._wait_ns for n in self._newest)
+            if not (settled or timed_out):
+                return out
+            taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
+            first = min(stamps)
+            for index, queue in enumerate(self._queues):
+                for old in [s for s in queue if s < first]:
+                    del queue[old]
+                    self.stats.unmatched[index] += 1
+            self.stats.pairs += 1
+            out.append(Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken)))
 
     def _discard_all(self):
         for index, queue in enumerate(self._queues):

@@ -48,7 +48,8 @@ class Intake:
         return ApproximatePairer(
             num_inputs=2, queue_size=int(self._config.queue_size),
             slop_s=float(self._config.approximate_sync_tolerance_s),
-            max_backwards_s=float(self._config.max_backwards_s))
+            max_backwards_s=float(self._config.max_backwards_s),
+            match_wait_s=float(self._config.approximate_sync_wait_s))
 
     def rebuild_pairer(self):
         """Apply new sync settings. Queued messages are dropped and counted as unmatched; the

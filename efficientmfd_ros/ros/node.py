@@ -39,7 +39,8 @@ INPUT_TOPICS = ('rgb/image_raw', 'thermal/image_raw')
 CAMERA_INFO_TOPIC = 'rgb/camera_info'
 OUTPUT_TOPICS = ('detections', 'fused/image', 'fused/camera_info', 'label_info', '~/debug/image',
                  '/diagnostics')
-SYNC_PARAMS = ('approximate_sync_tolerance_s', 'queue_size', 'max_backwards_s')
+SYNC_PARAMS = ('approximate_sync_tolerance_s', 'approximate_sync_wait_s', 'queue_size',
+               'max_backwards_s')
 THRESHOLD_PARAMS = {'score_threshold': 'score_threshold', 'nms_iou_threshold': 'nms_iou',
                     'max_detections': 'max_detections'}
 

@@ -147,6 +147,9 @@ PARAMETERS = (
     Param('max_detections', 100, 'Most detections published per pair', 1, 1000, applies='live'),
     Param('approximate_sync_tolerance_s', 0.02, 'Largest RGB/thermal stamp difference paired',
           0.0005, 1.0, applies='live'),
+    Param('approximate_sync_wait_s', 0.0, 'Hold a match up to this long (stamp time) for a '
+          'closer partner; 0 pairs greedily, the lowest latency. Costs up to one frame period of '
+          'the slower camera per pair', 0.0, 1.0, applies='live'),
     Param('queue_size', 10, 'Messages kept per input while waiting for a partner', 1, 100,
           applies='live'),
     Param('max_backwards_s', 1.0, 'Stamps jumping back more than this (bag loop, clock reset) '

@@ -61,6 +61,9 @@ def build_parser():
     parser.add_argument('--slop-s', type=float, default=SyncConfig.slop_s,
                         help="pairing tolerance (the node's approximate_sync_tolerance_s)")
     parser.add_argument('--queue-size', type=int, default=SyncConfig.queue_size)
+    parser.add_argument('--match-wait-s', type=float, default=SyncConfig.match_wait_s,
+                        help="hold a match this long for a closer partner (the node's "
+                             'approximate_sync_wait_s; 0: greedy)')
     parser.add_argument('--fusion-samples', type=int, default=16,
                         help='fusion metrics on about this many evenly spread pairs')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -104,7 +107,8 @@ def evaluate(args):
     """Run the evaluation the arguments ask for; return the metrics dict (also written)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    sync = SyncConfig(slop_s=args.slop_s, queue_size=args.queue_size)
+    sync = SyncConfig(slop_s=args.slop_s, queue_size=args.queue_size,
+                      match_wait_s=args.match_wait_s)
     extra = {}
     with BagReader(args.bag) as reader:
         reader.require(args.rgb_topic, IMAGE)
@@ -184,7 +188,8 @@ def _run_live(args, sync):
     node_params = {'score_threshold': args.score_threshold,
                    'nms_iou_threshold': args.nms_iou, 'max_detections': args.max_detections,
                    'approximate_sync_tolerance_s': sync.slop_s, 'queue_size': sync.queue_size,
-                   'max_backwards_s': sync.max_backwards_s, 'backend': args.backend,
+                   'max_backwards_s': sync.max_backwards_s,
+                   'approximate_sync_wait_s': sync.match_wait_s, 'backend': args.backend,
                    'device': args.device, 'fused_image_every_n': 1}
     config = LiveConfig(rate=args.rate, namespace=args.namespace,
                         use_running_node=args.use_running_node, node_params=node_params)

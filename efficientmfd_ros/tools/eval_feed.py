@@ -34,7 +34,8 @@ def feed_live(reader, outputs, collector, rgb_topic, thermal_topic, sync, therma
     """Add every answered RGB image to ``collector``; return (pairing stats of the input bag,
     per-pair wait-free latencies in ms)."""
     pairer = ApproximatePairer(2, queue_size=sync.queue_size, slop_s=sync.slop_s,
-                               max_backwards_s=sync.max_backwards_s)
+                               max_backwards_s=sync.max_backwards_s,
+                               match_wait_s=sync.match_wait_s)
     index = {rgb_topic: 0, thermal_topic: 1}
     after_pair = []
 

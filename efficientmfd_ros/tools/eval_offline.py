@@ -24,6 +24,7 @@ class SyncConfig:
     slop_s: float = 0.02  # approximate_sync_tolerance_s
     queue_size: int = 10  # queue_size
     max_backwards_s: float = 1.0  # max_backwards_s
+    match_wait_s: float = 0.0  # approximate_sync_wait_s
 
 
 def decode_pair(rgb_msg, thermal_msg, thermal_range=None):
@@ -55,7 +56,8 @@ def run_offline(reader, detector, collector, rgb_topic, thermal_topic, sync=Sync
     rgb_info = reader.require(rgb_topic, IMAGE)
     reader.require(thermal_topic, IMAGE)
     pairer = ApproximatePairer(2, queue_size=sync.queue_size, slop_s=sync.slop_s,
-                               max_backwards_s=sync.max_backwards_s)
+                               max_backwards_s=sync.max_backwards_s,
+                               match_wait_s=sync.match_wait_s)
     index = {rgb_topic: 0, thermal_topic: 1}
     bar = tqdm(total=rgb_info.count, desc='eval offline', unit='rgb', disable=not progress)
     for message in reader.messages([rgb_topic, thermal_topic]):

@@ -19,7 +19,8 @@ def _balance(pairer):
 @pytest.mark.parametrize('kwargs', [
     dict(num_inputs=1), dict(num_inputs=2.0), dict(queue_size=0), dict(queue_size=True),
     dict(slop_s=0.0), dict(slop_s=-0.1), dict(slop_s=math.nan), dict(slop_s=math.inf),
-    dict(max_backwards_s=0.0), dict(max_backwards_s='1'),
+    dict(max_backwards_s=0.0), dict(max_backwards_s='1'), dict(match_wait_s=-0.1),
+    dict(match_wait_s=math.inf), dict(match_wait_s=True),
 ])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
@@ -242,3 +243,57 @@ def test_random_streams_keep_invariants(seed, num_inputs):
     assert [p.items for p in plain_pairs] == reference
     pairer.flush()
     assert pairer.pending() == [0] * num_inputs and _balance(pairer) == [0] * num_inputs
+
+
+def _stamps_of(pairer, events):
+    out = []
+    for index, stamp in events:
+        out += [p.stamps for p in pairer.add(index, stamp, (index, stamp))]
+    return out
+
+
+# thermal (input 1) at -12 ms, then RGB at 0, then a closer thermal at +4 ms; then 30 Hz on
+EVENTS = [(1, -0.012), (0, 0.0), (1, 0.004), (0, 0.033), (1, 0.037), (0, 0.066), (1, 0.070)]
+
+
+def test_greedy_pairs_the_first_partner_and_match_wait_the_closer_one():
+    assert _stamps_of(ApproximatePairer(slop_s=0.02), EVENTS)[0] == (0.0, -0.012)
+    waiting = ApproximatePairer(slop_s=0.02, match_wait_s=0.1)
+    got = []
+    for n, (index, stamp) in enumerate(EVENTS):
+        new = _stamps_of(waiting, [(index, stamp)])
+        got += new
+        if new == [(0.0, 0.004)]:
+            # released once both streams moved past 0.004 + its 4 ms spread
+            assert EVENTS[n] == (1, 0.037)
+    assert got[:2] == [(0.0, 0.004), (0.033, 0.037)]
+    assert waiting.stats.unmatched[1] == 1  # the -12 ms thermal frame lost to the closer one
+    assert _balance(waiting) == [0, 0]
+
+
+def test_match_wait_bound_releases_a_pair_when_the_partner_stream_stops():
+    waiting = ApproximatePairer(slop_s=0.02, match_wait_s=0.05)
+    events = [(0, 0.0), (1, 0.005), (0, 0.033), (0, 0.066), (0, 0.1)]
+    released = [n for n in range(len(events))
+                if _stamps_of(waiting, [events[n]])]
+    assert released == [3]  # rgb 0.066 is 61 ms past the pair's newest stamp (0.005) >= 50 ms
+    assert _balance(waiting) == [0, 0]
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_match_wait_random_streams_keep_invariants_and_never_widen_pairs(seed):
+    rng = np.random.default_rng(seed)
+    pairer = ApproximatePairer(2, 6, 0.03, max_backwards_s=0.5, match_wait_s=0.06)
+    greedy = ApproximatePairer(2, 6, 0.03, max_backwards_s=0.5)
+    clock, spreads, greedy_spreads, seen = [0.0, 0.005], [], [], set()
+    for n in range(400):
+        index = int(rng.integers(2))
+        clock[index] += float(rng.exponential(0.03))
+        stamp = round(clock[index] + float(rng.normal(0, 0.008)), 4)
+        for pair in pairer.add(index, stamp, (index, n)):
+            assert pair.spread_s < 0.03 and not seen & set(pair.items)
+            seen |= set(pair.items)
+            spreads.append(pair.spread_s)
+        greedy_spreads += [p.spread_s for p in greedy.add(index, stamp, (index, n))]
+        assert _balance(pairer) == [0, 0]
+    assert np.mean(spreads) <= np.mean(greedy_spreads)

@@ -75,3 +75,4 @@ def test_offline_pairing_defaults_are_the_nodes():
     assert sync.slop_s == BY_NAME['approximate_sync_tolerance_s'].default
     assert sync.queue_size == BY_NAME['queue_size'].default
     assert sync.max_backwards_s == BY_NAME['max_backwards_s'].default
+    assert sync.match_wait_s == BY_NAME['approximate_sync_wait_s'].default == 0.0
