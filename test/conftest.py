@@ -8,6 +8,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / 'shared' / 'data'
 
 
+@pytest.fixture(scope='session', autouse=True)
+def private_caches(tmp_path_factory):
+    """Engines and ONNX exports made by tests (and the nodes they start) go to a folder of this
+    run, never to the user's ~/.cache."""
+    import os
+    root = tmp_path_factory.mktemp('caches')
+    saved = {k: os.environ.get(k) for k in ('EFFICIENTMFD_ONNX_CACHE', 'EFFICIENTMFD_ENGINE_CACHE')}
+    os.environ['EFFICIENTMFD_ONNX_CACHE'] = str(root / 'onnx')
+    os.environ['EFFICIENTMFD_ENGINE_CACHE'] = str(root / 'engines')
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 def _shared_set(name):
     path = SHARED_DATA / name
     if not path.is_dir():

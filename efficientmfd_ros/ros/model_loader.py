@@ -34,6 +34,7 @@ def detector_kwargs(config):
         'max_detections': int(config.max_detections),
         'homography': homography,
         'build_engine_if_missing': bool(config.build_engine_if_missing),
+        'cpu_threads': int(config.cpu_threads),
     }
     if config.thermal_range is not None:
         kwargs['thermal_range'] = tuple(config.thermal_range)

@@ -1,14 +1,21 @@
 """Entry point of the ``efficientmfd_node`` console script (and ``python -m``)."""
-import signal
-import sys
-import threading
+import os
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.utilities import remove_ros_args
+# Before torch loads (through the node's imports) and starts OpenMP: idle OpenMP threads sleep
+# instead of spinning, which keeps the node fast when other processes share the cores
+# (runtime/threads.py). A value already in the environment wins.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
-from efficientmfd_ros.ros.node import MfdNode
-from efficientmfd_ros.ros.params import ParameterError
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+
+import rclpy  # noqa: E402
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.utilities import remove_ros_args  # noqa: E402
+
+from efficientmfd_ros.ros.node import MfdNode  # noqa: E402
+from efficientmfd_ros.ros.params import ParameterError  # noqa: E402
 
 USAGE = """usage: efficientmfd_node [-h] [--ros-args ...]
 

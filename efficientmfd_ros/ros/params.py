@@ -137,6 +137,8 @@ PARAMETERS = (
           choices=BACKENDS),
     Param('device', 'auto', 'Inference device: auto, cpu, cuda or cuda:N', check=_check_device),
     Param('precision', 'fp32', 'Inference precision', choices=PRECISIONS),
+    Param('cpu_threads', 0, 'Intra-op threads of a CPU backend; 0: every CPU this process may '
+          'run on', 0, 256),
     Param('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0] takes the '
           'checkpoint value', check=_check_input_size,
           constraints='[0, 0] or positive multiples of 32'),

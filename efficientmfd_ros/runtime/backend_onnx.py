@@ -13,6 +13,7 @@ import torch
 from efficientmfd_ros.runtime.backend_base import Backend, NetworkOutput, check_precision
 from efficientmfd_ros.runtime.errors import BackendUnavailableError, ModelFileError
 from efficientmfd_ros.runtime.export import check_io_contract, model_info, read_sidecar
+from efficientmfd_ros.runtime.threads import ort_cpu_options
 
 
 def import_onnxruntime():
@@ -37,7 +38,8 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, onnx_path, device='cpu', precision: str = 'fp32', threads: int = 0):
         """``precision`` must match the export (``fp16`` needs a ``--fp16`` export);
-        ``threads=0`` lets onnxruntime pick the intra-op thread count."""
+        ``threads=0``: as many intra-op threads as this process's CPUs, without spin-waiting
+        (``runtime/threads.py``)."""
         ort = import_onnxruntime()
         check_precision(precision)
         self.device = torch.device(device)
@@ -48,8 +50,7 @@ class OnnxRuntimeBackend(Backend):
         check_io_contract(onnx_path, self.meta)
         self.precision = precision
         self.info = model_info(self.meta)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
+        options = ort_cpu_options(ort, threads)
         options.log_severity_level = 3
         if self.device.type == 'cuda':
             if 'CUDAExecutionProvider' not in ort.get_available_providers():

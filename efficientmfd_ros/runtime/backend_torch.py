@@ -29,6 +29,7 @@ from efficientmfd_ros.runtime.backend_base import (
     check_precision,
 )
 from efficientmfd_ros.runtime.errors import BackendUnavailableError
+from efficientmfd_ros.runtime.threads import configure_torch_cpu
 
 LOG = logging.getLogger(__name__)
 STAGES = ('backbone', 'fusion', 'head')
@@ -60,9 +61,11 @@ class TorchBackend(Backend):
     name = 'torch'
 
     def __init__(self, model, device='cpu', precision: str = 'fp32', fast: bool = False,
-                 input_hw=None):
+                 input_hw=None, cpu_threads: int | None = None):
         """``model``: an EfficientMFD (eval mode is set here). fp16 and ``fast`` need CUDA.
-        ``input_hw``: network input (h, w), multiples of 32; None: the model config's."""
+        ``input_hw``: network input (h, w), multiples of 32; None: the model config's.
+        ``cpu_threads`` on a CPU: torch's intra-op threads (0: every usable CPU; None: left as
+        the process has them, since torch's setting is process-wide)."""
         check_precision(precision)
         self.device = resolve_device(device)
         if precision == 'fp16' and self.device.type != 'cuda':
@@ -72,6 +75,8 @@ class TorchBackend(Backend):
             raise BackendUnavailableError('the fast torch path needs a CUDA device')
         self.precision = 'fp16' if fast else precision
         self.fast = bool(fast)
+        if self.device.type == 'cpu' and cpu_threads is not None:
+            configure_torch_cpu(torch, cpu_threads)
         self.model = model.eval().to(self.device)
         # BatchNorm folded into the backbone convs, channels-last; one batched backbone pass for
         # both modalities on a GPU, two passes (less memory traffic) on a CPU.

@@ -160,7 +160,9 @@ def load_detector(weights, backend: str = 'torch', device: str = 'cpu', precisio
                   thermal_range=(0, 65535), homography=None, letterbox: bool = False,
                   noise_seed: int | None = None, input_size=None, fast: bool = False,
                   build_engine_if_missing: bool = False,
-                  engine_cache_dir: str | None = None) -> FusionDetector:
+                  engine_cache_dir: str | None = None,
+                  onnx_cache_dir: str | None = None,
+                  cpu_threads: int | None = None) -> FusionDetector:
     """Build a detector from a checkpoint (``.pt``; or an exported ``.onnx`` for ONNX backends).
 
     backend: 'torch' | 'onnxruntime' | 'tensorrt' | 'auto' (tensorrt, then onnxruntime, then torch;
@@ -171,7 +173,10 @@ def load_detector(weights, backend: str = 'torch', device: str = 'cpu', precisio
     network input, multiples of 32 (None: the checkpoint's; ONNX backends need the exported size).
     fast: torch's CUDA-graph path (CUDA only). build_engine_if_missing: let the tensorrt backend
     build a missing engine (minutes) instead of failing; engine_cache_dir: where engines live
-    (default ``~/.cache/efficientmfd_ros/engines``).
+    (default ``~/.cache/efficientmfd_ros/engines``); onnx_cache_dir: where onnxruntime on a CPU
+    keeps the export it makes on first use (default ``~/.cache/efficientmfd_ros/onnx``).
+    cpu_threads: intra-op threads on a CPU (0: every CPU this process may use; None: torch keeps
+    its process-wide setting, onnxruntime uses every usable CPU); never spin-waiting.
     """
     post = PostprocessConfig(score_threshold, nms_iou, max_detections)
     thermal_range = tuple(float(v) for v in thermal_range)
@@ -179,7 +184,8 @@ def load_detector(weights, backend: str = 'torch', device: str = 'cpu', precisio
     PreprocessConfig((1, 1), bool(letterbox), thermal_range, homography)
     request = BackendRequest(Path(weights), str(device), precision, bool(fast),
                              bool(build_engine_if_missing), engine_cache_dir,
-                             check_input_size(input_size))
+                             check_input_size(input_size), onnx_cache_dir=onnx_cache_dir,
+                             cpu_threads=cpu_threads)
     chosen, notes = create_backend(request, backend)
     pre = PreprocessConfig(tuple(chosen.info.input_hw), bool(letterbox), thermal_range, homography)
     return FusionDetector(chosen, pre, post, noise_seed, notes)

@@ -176,25 +176,31 @@ class EngineCache:
         _atomic_write(engine_path, data)
         _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
 
-    @contextmanager
     def _locked(self, key: EngineKey):
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        lock_path = self.cache_dir / f'{key.digest()}.lock'
-        with open(lock_path, 'a+') as handle:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise EngineCacheError(
-                            f'timed out waiting for the engine build lock {lock_path}') from None
-                    time.sleep(0.5)
+        return file_lock(self.cache_dir / f'{key.digest()}.lock', self.lock_timeout_s,
+                         'the engine build lock')
+
+
+@contextmanager
+def file_lock(lock_path: Path, timeout_s: float, what: str):
+    """Hold an exclusive ``fcntl`` lock on ``lock_path`` (created if needed); EngineCacheError
+    naming ``what`` after ``timeout_s`` of waiting. Other processes doing the same wait."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, 'a+') as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
             try:
-                yield
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EngineCacheError(f'timed out waiting for {what} {lock_path}') from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _atomic_write(path: Path, data: bytes):

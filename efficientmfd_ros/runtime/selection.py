@@ -4,7 +4,9 @@
 skipped one was skipped. An explicit backend never falls back: if it cannot run,
 BackendUnavailableError says why. ONNX-based backends look for the export next to the weights:
 ``<stem>.onnx`` (fp32) and ``<stem>.fp16.onnx`` (``efficientmfd_export --fp16``), and use one only
-if its sidecar says it was exported from these exact weights.
+if its sidecar says it was exported from these exact weights. On a CPU, onnxruntime (the one auto
+picks there) without such a file exports the checkpoint once into the ONNX cache
+(``runtime/onnx_cache.py``) and runs that.
 """
 from dataclasses import dataclass, field
 import logging
@@ -31,6 +33,9 @@ class BackendRequest:
     build_engine_if_missing: bool = False
     engine_cache_dir: str | None = None
     input_hw: tuple | None = None
+    onnx_cache_dir: str | None = None  # None: runtime.onnx_cache.default_onnx_cache_dir()
+    export_if_missing: bool = True  # CPU onnxruntime: export into the cache on first use
+    cpu_threads: int | None = None  # see load_detector
     _weights_sha: str | None = field(default=None, repr=False)
 
     def weights_sha256(self) -> str:
@@ -84,6 +89,9 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
     if request.precision == 'fp32' or backend == 'tensorrt':
         candidates.append(default_onnx_path(weights))
     found = [c for c in candidates if c.is_file()]
+    if not found and backend == 'onnxruntime' and request.precision == 'fp32' and (
+            request.export_if_missing and not request.device.startswith('cuda')):
+        return _cached_export(request)
     if not found:
         names = ' or '.join(str(c) for c in candidates)
         raise BackendUnavailableError(
@@ -95,6 +103,21 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
         raise ModelFileError(f'{path} was exported from other weights than {weights.name} '
                              '(stale export); export it again')
     _check_exported_size(path, meta, request)
+    return path
+
+
+def _cached_export(request: BackendRequest) -> Path:
+    from efficientmfd_ros.runtime.onnx_cache import cached_onnx
+
+    try:
+        import onnx  # noqa: F401 - the exporter needs it; say so before a long trace
+    except ImportError as exc:
+        raise BackendUnavailableError(f'no ONNX export and onnx is not installed to make one '
+                                      f'({exc}); pip install onnx') from exc
+    path, status = cached_onnx(request.weights, request.weights_sha256(),
+                               request.onnx_cache_dir)
+    LOG.info('onnxruntime: %s (%s)', path, status)
+    _check_exported_size(path, read_sidecar(path), request)
     return path
 
 
@@ -114,7 +137,7 @@ def _torch(request: BackendRequest) -> Backend:
     device = resolve_device(request.device)
     model, _, _ = load_checkpoint(request.weights, 'cpu')
     return TorchBackend(model, device, request.precision, fast=request.fast,
-                        input_hw=request.input_hw)
+                        input_hw=request.input_hw, cpu_threads=request.cpu_threads)
 
 
 def _onnxruntime(request: BackendRequest) -> Backend:
@@ -128,7 +151,8 @@ def _onnxruntime(request: BackendRequest) -> Backend:
             raise BackendUnavailableError(f'device {request.device} but onnxruntime has no '
                                           'CUDAExecutionProvider (install onnxruntime-gpu)')
     path = onnx_for(request, 'onnxruntime', fp16_ok=True)
-    return OnnxRuntimeBackend(path, request.device, request.precision)
+    return OnnxRuntimeBackend(path, request.device, request.precision,
+                              threads=request.cpu_threads or 0)
 
 
 def _tensorrt(request: BackendRequest) -> Backend:

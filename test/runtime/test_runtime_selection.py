@@ -4,6 +4,7 @@ import importlib.util
 import logging
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -29,10 +30,29 @@ def test_auto_picks_onnxruntime_when_an_onnx_is_next_to_the_weights(tiny_weights
 
 
 @needs_no_trt
-def test_auto_falls_back_to_torch_without_an_onnx(tiny_weights):
-    det = load_detector(tiny_weights, backend='auto')
-    assert det.backend_name == 'torch'
-    tensorrt_note, ort_note = det.selection_notes
+def test_auto_on_a_cpu_exports_once_into_the_cache_and_runs_onnxruntime(tiny_weights, tmp_path,
+                                                                        frame_pair):
+    cache = tmp_path / 'onnx_cache'
+    det = load_detector(tiny_weights, backend='auto', onnx_cache_dir=str(cache))
+    assert det.backend_name == 'onnxruntime'
+    assert not tiny_weights.with_suffix('.onnx').exists()  # nothing written beside the weights
+    exported = sorted(cache.glob('*.onnx'))
+    assert len(exported) == 1 and exported[0].name.startswith('tiny-')
+    torch_det = load_detector(tiny_weights, backend='torch')
+    rgb, thermal = frame_pair
+    a, b = det.infer(rgb, thermal), torch_det.infer(rgb, thermal)
+    assert len(a.boxes) == len(b.boxes)
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+
+
+@needs_no_trt
+def test_auto_without_an_export_and_without_exporting_falls_back_to_torch(tiny_weights):
+    from efficientmfd_ros.runtime.selection import BackendRequest, create_backend
+    request = BackendRequest(tiny_weights, export_if_missing=False)
+    chosen, notes = create_backend(request, 'auto')
+    assert chosen.name == 'torch'
+    tensorrt_note, ort_note = notes
     assert 'skipped tensorrt' in tensorrt_note and 'not installed' in tensorrt_note
     assert 'skipped onnxruntime' in ort_note and 'no ONNX file next to the weights' in ort_note
     assert str(tiny_weights.with_suffix('.onnx')) in ort_note
@@ -63,9 +83,12 @@ def test_explicit_tensorrt_is_a_clear_error_here(tiny_weights):
 
 
 def test_explicit_onnxruntime_without_an_onnx_does_not_fall_back(tiny_weights):
+    from efficientmfd_ros.runtime.selection import BackendRequest, create_backend
     with pytest.raises(BackendUnavailableError, match='no ONNX file next to the weights.*'
                                                       'efficientmfd_export'):
-        load_detector(tiny_weights, backend='onnxruntime')
+        create_backend(BackendRequest(tiny_weights, export_if_missing=False), 'onnxruntime')
+    with pytest.raises(BackendUnavailableError, match='no ONNX file next to the weights'):
+        load_detector(tiny_weights, backend='onnxruntime', precision='fp16')
 
 
 @needs_no_cuda
