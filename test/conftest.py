@@ -14,7 +14,8 @@ def private_caches(tmp_path_factory):
     run, never to the user's ~/.cache."""
     import os
     root = tmp_path_factory.mktemp('caches')
-    saved = {k: os.environ.get(k) for k in ('EFFICIENTMFD_ONNX_CACHE', 'EFFICIENTMFD_ENGINE_CACHE')}
+    keys = ('EFFICIENTMFD_ONNX_CACHE', 'EFFICIENTMFD_ENGINE_CACHE')
+    saved = {k: os.environ.get(k) for k in keys}
     os.environ['EFFICIENTMFD_ONNX_CACHE'] = str(root / 'onnx')
     os.environ['EFFICIENTMFD_ENGINE_CACHE'] = str(root / 'engines')
     yield root
