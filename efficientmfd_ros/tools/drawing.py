@@ -71,13 +71,6 @@ def fit_width(image, width):
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
-def thermal_to_rgb(thermal):
-    """A one-channel uint8/uint16 thermal image as grey (H,W,3) uint8 for display."""
-    if thermal.dtype == np.uint16:
-        thermal = (thermal // 257).astype(np.uint8)
-    return cv2.cvtColor(thermal, cv2.COLOR_GRAY2RGB)
-
-
 class VideoSink:
     """MP4 (mp4v) writer of RGB frames; frames of another size are resized to the first's."""
 

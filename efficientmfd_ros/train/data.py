@@ -13,7 +13,6 @@ it. Each case is logged once with its path; ``summary()`` gives the counts, for 
 training. A bad configuration (missing root or folder, unknown label format, a split that is
 neither a file nor a range) raises ``DatasetError``.
 """
-import bisect
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,9 +231,6 @@ class MixedDataset(ConcatDataset):
     def set_epoch(self, epoch):
         for ds in self.datasets:
             ds.set_epoch(epoch)
-
-    def dataset_of(self, index):
-        return self.datasets[bisect.bisect_right(self.cumulative_sizes, index)]
 
     def sample_weights(self):
         """float64 (N,) per-item probabilities giving each dataset its weight share."""
