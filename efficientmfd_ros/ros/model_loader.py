@@ -13,10 +13,8 @@ class ModelLoadError(RuntimeError):
 
 def resolve_device(device):
     """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else as given."""
-    if device.strip().lower() != 'auto':
-        return device.strip().lower()
-    import torch
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+    from efficientmfd_ros.runtime.backend_torch import auto_device
+    return auto_device(device)
 
 
 def detector_kwargs(config):

@@ -35,6 +35,15 @@ LOG = logging.getLogger(__name__)
 STAGES = ('backbone', 'fusion', 'head')
 
 
+def auto_device(name: str) -> str:
+    """``'auto'`` (any case, spaces ignored) -> ``'cuda'`` when torch sees a GPU, else
+    ``'cpu'``; any other name as given (lower-cased). The one place 'auto' is decided."""
+    name = str(name).strip().lower()
+    if name != 'auto':
+        return name
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
 def resolve_device(device) -> torch.device:
     """``'cpu'``, ``'cuda'`` or ``'cuda:N'`` -> torch.device; BackendUnavailableError if CUDA is
     requested but absent."""

@@ -71,10 +71,8 @@ def build_parser():
 
 
 def _device(name):
-    if name != 'auto':
-        return name
-    import torch
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+    from efficientmfd_ros.runtime.backend_torch import auto_device
+    return auto_device(name)
 
 
 def load_ground_truth(args, reader, class_names):

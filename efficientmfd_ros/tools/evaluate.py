@@ -91,11 +91,8 @@ def resolve_labels(args, root: Path) -> str:
 
 
 def resolve_device(device: str) -> str:
-    if device != 'auto':
-        return device
-    import torch
-
-    return 'cuda' if torch.cuda.is_available() else 'cpu'
+    from efficientmfd_ros.runtime.backend_torch import auto_device
+    return auto_device(device)
 
 
 def make_dataset(args, class_names) -> PairedDataset:

@@ -9,6 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from efficientmfd_ros.runtime.backend_torch import auto_device
+
 
 class TrainForward(torch.nn.Module):
     """Makes `forward_train` the `forward` that DistributedDataParallel hooks."""
@@ -25,9 +27,7 @@ def setup_distributed(device_name: str):
     """`(rank, world_size, device)` for `device_name` ('auto', 'cpu', 'cuda', 'cuda:1'...)."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    if device_name == 'auto':
-        device_name = 'cuda' if torch.cuda.is_available() else 'cpu'
-    device = torch.device(device_name)
+    device = torch.device(auto_device(device_name))
     if device.type == 'cuda' and (world > 1 or device.index is None):
         device = torch.device('cuda', local_rank if world > 1 else torch.cuda.current_device())
     if world > 1 and not dist.is_initialized():
