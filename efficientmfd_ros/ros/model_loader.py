@@ -5,10 +5,9 @@ A missing file, a corrupt checkpoint, an unavailable backend or device all becom
 and return FAILURE instead of a traceback.
 """
 from efficientmfd_ros.ros.params import resolve_model_path
+from efficientmfd_ros.runtime.errors import ModelLoadError
 
-
-class ModelLoadError(RuntimeError):
-    """The model named by the parameters cannot be loaded; the message says which and why."""
+__all__ = ['ModelLoadError', 'detector_kwargs', 'load_model', 'resolve_device']
 
 
 def resolve_device(device):

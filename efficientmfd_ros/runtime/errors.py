@@ -11,3 +11,9 @@ class BackendUnavailableError(RuntimeError):
 
 class ModelFileError(RuntimeError):
     """An ONNX file or its sidecar JSON is missing, corrupt or does not match what it claims."""
+
+
+class ModelLoadError(RuntimeError):
+    """Any failure to load weights into a detector (missing file, corrupt or mismatching
+    checkpoint, backend or device unavailable), as one message naming the file and the cause:
+    what the node's configure and the evaluation tools report."""

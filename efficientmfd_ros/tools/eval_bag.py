@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from efficientmfd_ros.runtime.errors import ModelLoadError
 from efficientmfd_ros.tools.bagio import DETECTIONS, IMAGE, BagError, BagReader
 from efficientmfd_ros.tools.drawing import VideoSink
 from efficientmfd_ros.tools.eval_collect import RunCollector
@@ -164,10 +165,6 @@ def evaluate(args):
     from efficientmfd_ros.tools.report import write_report
     write_report(out / 'report.html', metrics, collector, coco)
     return metrics
-
-
-class ModelLoadError(RuntimeError):
-    """The weights cannot be loaded for offline evaluation; the message names file and cause."""
 
 
 def _load_detector(args):
