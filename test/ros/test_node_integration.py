@@ -175,7 +175,9 @@ def test_detections_carry_the_rgb_header_and_match_the_inference_core(rig, pairs
             assert stamp_of(det.header) == round(stamps[0], 6) and det.header.frame_id == FRAME
             c, w, h = det.bbox.center.position, det.bbox.size_x, det.bbox.size_y
             got = [c.x - w / 2, c.y - h / 2, c.x + w / 2, c.y + h / 2]
-            np.testing.assert_allclose(got, box, atol=1e-3)
+            # float32 sums may differ in their last bits between two processes' thread pools
+            # (~2e-6 relative, 0.002 px at 1280 px); a hundredth of a pixel is still exact here
+            np.testing.assert_allclose(got, box, atol=1e-2)
             assert det.results[0].hypothesis.class_id == str(int(label))
             assert det.results[0].hypothesis.score == pytest.approx(float(score), abs=1e-5)
 
