@@ -31,9 +31,12 @@ from rclpy.qos import (  # noqa: E402
     qos_profile_sensor_data,
 )
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from efficientmfd_ros.core.image_codec import numpy_to_compressed, numpy_to_image  # noqa: E402
+from efficientmfd_ros.core.image_codec import numpy_to_compressed  # noqa: E402
+from efficientmfd_ros.core.pairing import s_to_stamp  # noqa: E402
+from efficientmfd_ros.ros.conversions import numpy_to_image_msg  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT.parent / 'shared' / 'vendor'
@@ -132,17 +135,22 @@ def _stamp_s(header):
 
 
 def _image(array, encoding, stamp_s, frame, compressed=False):
-    if compressed:
-        fmt, data = numpy_to_compressed(array, encoding, fmt='png')
-        msg = CompressedImage(format=fmt, data=data)
-    else:
-        fields = numpy_to_image(array, encoding)
-        msg = Image(height=fields.height, width=fields.width, encoding=fields.encoding,
-                    is_bigendian=fields.is_bigendian, step=fields.step, data=fields.data)
-    msg.header.stamp.sec = int(stamp_s)
-    msg.header.stamp.nanosec = int(round((stamp_s - int(stamp_s)) * 1e9))
-    msg.header.frame_id = frame
-    return msg
+    sec, nanosec = s_to_stamp(stamp_s)
+    header = Header(frame_id=frame)
+    header.stamp.sec, header.stamp.nanosec = sec, nanosec
+    if not compressed:
+        return numpy_to_image_msg(array, encoding, header)
+    fmt, data = numpy_to_compressed(array, encoding, fmt='png')
+    return CompressedImage(header=header, format=fmt, data=data)
+
+
+def _wait_output(run, text, timeout_s=WAIT_S):
+    """The launch output once it holds ``text`` (the node's lines reach the log through the
+    launch process, after the node itself has moved on)."""
+    deadline = time.monotonic() + timeout_s
+    while text not in run.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return run.output()
 
 
 def _wait_active(client, node_name, run):
@@ -177,7 +185,7 @@ def test_mfd_launch_starts_the_node_remapped_in_its_namespace(distro, transport,
     assert label is not None and [c.class_name for c in label.class_map] == ['person', 'car']
     subscribed = (f'subscribed to {cam}/rgb/image_raw{suffix}, {cam}/thermal/image_raw{suffix}, '
                   f'{cam}/rgb/camera_info')
-    assert subscribed in run.output()
+    assert subscribed in _wait_output(run, subscribed), run.output()[-3000:]
     node = ros_client.node
     rgb_pub = node.create_publisher(msg_type, f'{cam}/rgb/image_raw{suffix}',
                                     qos_profile_sensor_data)
@@ -224,7 +232,7 @@ def test_replay_launch_plays_once_the_node_is_active_and_answers_the_first_frame
     first = ros_client.wait_for(
         f'{ns}/detections', lambda m: abs(_stamp_s(m.header) - first_stamp) < 1e-6, WAIT_S)
     assert first is not None, f'the first bag frame was not answered\n{run.output()[-3000:]}'
-    output = run.output()
+    output = _wait_output(run, 'active: subscribed')
     # playback began only after the node reported itself active
     assert output.index('active: subscribed') < output.index('[ros2-')
     assert run.stop() == 0, run.output()[-3000:]
