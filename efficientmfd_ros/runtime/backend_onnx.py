@@ -36,10 +36,13 @@ def cuda_provider_available() -> bool:
 class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
 
-    def __init__(self, onnx_path, device='cpu', precision: str = 'fp32', threads: int = 0):
+    def __init__(self, onnx_path, device='cpu', precision: str = 'fp32', threads: int = 0,
+                 detect_only_path=None):
         """``precision`` must match the export (``fp16`` needs a ``--fp16`` export);
         ``threads=0``: as many intra-op threads as this process's CPUs, without spin-waiting
-        (``runtime/threads.py``)."""
+        (``runtime/threads.py``). ``detect_only_path``: an export of the same weights without
+        the fusion output, run for pairs that need no fused image (onnxruntime computes the
+        whole graph whatever outputs are asked for, and fusion is ~20 % of it on a CPU)."""
         ort = import_onnxruntime()
         check_precision(precision)
         self.device = torch.device(device)
@@ -68,6 +71,16 @@ class OnnxRuntimeBackend(Backend):
         else:
             raise BackendUnavailableError(f'onnxruntime backend: unsupported device {device}')
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        self.detect_session = None
+        if detect_only_path is not None:
+            detect_meta = read_sidecar(detect_only_path)
+            same = all(detect_meta.get(k) == self.meta.get(k)
+                       for k in ('checkpoint_sha256', 'input_size', 'precision'))
+            if not same or detect_meta['fusion']:
+                raise ModelFileError(f'{detect_only_path} is not a fusion-free export of the '
+                                     f'weights of {onnx_path} at the same size and precision')
+            self.detect_session = ort.InferenceSession(str(detect_only_path), options,
+                                                       providers=providers)
         self._outputs = {}
 
     def run(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
@@ -76,11 +89,13 @@ class OnnxRuntimeBackend(Backend):
         feeds = {'rgb': rgb, 'thermal': thermal, 'noise_boxes': noise_boxes}
         # session.run is synchronous, so wall time around it is the network's time.
         t0 = time.perf_counter()
+        session = self.session if 'fused_rgb' in names or self.detect_session is None \
+            else self.detect_session
         if self.device.type == 'cuda':
             results = self._run_cuda(feeds, names)
         else:
-            arrays = self.session.run(names, {k: np.ascontiguousarray(v.float().numpy())
-                                              for k, v in feeds.items()})
+            arrays = session.run(names, {k: np.ascontiguousarray(v.float().numpy())
+                                         for k, v in feeds.items()})
             results = [torch.from_numpy(a) for a in arrays]
         timer.add_ms('network', (time.perf_counter() - t0) * 1e3)
         return NetworkOutput(results[0], results[1], results[2] if len(results) > 2 else None)

@@ -28,12 +28,13 @@ def default_onnx_cache_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir().parent / 'onnx'
 
 
-def cached_path(weights, weights_sha256: str, cache_dir=None) -> Path:
+def cached_path(weights, weights_sha256: str, cache_dir=None, fusion: bool = True) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir else default_onnx_cache_dir()
-    return folder / f'{Path(weights).stem}-{weights_sha256[:16]}.onnx'
+    tail = '' if fusion else '-detect'
+    return folder / f'{Path(weights).stem}-{weights_sha256[:16]}{tail}.onnx'
 
 
-def _usable(path: Path, weights_sha256: str) -> str:
+def _usable(path: Path, weights_sha256: str, fusion: bool) -> str:
     """'' when ``path`` is a complete fp32 export of these weights, else why not."""
     if not path.is_file():
         return f'no cached export at {path}'
@@ -43,22 +44,24 @@ def _usable(path: Path, weights_sha256: str) -> str:
         return f'cached export unusable ({exc})'
     if meta.get('checkpoint_sha256') != weights_sha256:
         return f'cached export {path.name} was made from other weights (stale)'
-    if meta.get('precision') != 'fp32' or not meta.get('fusion'):
-        return f'cached export {path.name} is not an fp32 export with fusion'
+    if meta.get('precision') != 'fp32' or bool(meta.get('fusion')) != fusion:
+        kind = 'with' if fusion else 'without'
+        return f'cached export {path.name} is not an fp32 export {kind} fusion'
     return ''
 
 
 def cached_onnx(weights, weights_sha256: str, cache_dir=None,
-                log: Callable[[str], None] = LOG.info) -> tuple[Path, str]:
-    """``(onnx path, status)``: status ``'hit'`` or ``'exported: <why>'``. Raises what the export
-    raises (ModelFileError for unreadable weights, ImportError without onnx)."""
-    path = cached_path(weights, weights_sha256, cache_dir)
-    if not _usable(path, weights_sha256):
+                log: Callable[[str], None] = LOG.info, fusion: bool = True) -> tuple[Path, str]:
+    """``(onnx path, status)``: status ``'hit'`` or ``'exported: <why>'``. ``fusion`` False: the
+    detection-only graph (``<...>-detect.onnx``). Raises what the export raises
+    (ModelFileError for unreadable weights, ImportError without onnx)."""
+    path = cached_path(weights, weights_sha256, cache_dir, fusion)
+    if not _usable(path, weights_sha256, fusion):
         return path, 'hit'
     with file_lock(path.with_suffix('.lock'), 1800.0, 'the ONNX export lock'):
-        reason = _usable(path, weights_sha256)
+        reason = _usable(path, weights_sha256, fusion)
         if not reason:  # another process exported it while this one waited
             return path, 'hit'
         log(f'exporting {weights} to ONNX for onnxruntime ({reason}); once per weights')
-        export_onnx(weights, out=path, log=log)
+        export_onnx(weights, out=path, fusion=fusion, log=log)
     return path, f'exported: {reason}'

@@ -151,8 +151,21 @@ def _onnxruntime(request: BackendRequest) -> Backend:
             raise BackendUnavailableError(f'device {request.device} but onnxruntime has no '
                                           'CUDAExecutionProvider (install onnxruntime-gpu)')
     path = onnx_for(request, 'onnxruntime', fp16_ok=True)
+    detect_only = None
+    if request.weights.suffix != '.onnx' and _in_cache(path, request):
+        from efficientmfd_ros.runtime.onnx_cache import cached_onnx
+
+        detect_only, status = cached_onnx(request.weights, request.weights_sha256(),
+                                          request.onnx_cache_dir, fusion=False)
+        LOG.info('onnxruntime, pairs without a fused image: %s (%s)', detect_only, status)
     return OnnxRuntimeBackend(path, request.device, request.precision,
-                              threads=request.cpu_threads or 0)
+                              threads=request.cpu_threads or 0, detect_only_path=detect_only)
+
+
+def _in_cache(path: Path, request: BackendRequest) -> bool:
+    from efficientmfd_ros.runtime.onnx_cache import cached_path
+
+    return path == cached_path(request.weights, request.weights_sha256(), request.onnx_cache_dir)
 
 
 def _tensorrt(request: BackendRequest) -> Backend:

@@ -78,3 +78,22 @@ def test_torch_threads_follow_the_setting_and_none_leaves_them(tiny_weights):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_detection_only_export_of_other_weights_is_refused(tiny_weights, make_tiny, tmp_path):
+    from efficientmfd_ros.runtime.backend_onnx import OnnxRuntimeBackend
+    from efficientmfd_ros.runtime.errors import ModelFileError
+    cache = tmp_path / 'cache'
+    full, _ = cached_onnx(tiny_weights, sha256_file(tiny_weights), cache, log=_quiet)
+    detect, _ = cached_onnx(tiny_weights, sha256_file(tiny_weights), cache, log=_quiet,
+                            fusion=False)
+    assert detect.name.endswith('-detect.onnx') and not json.loads(
+        sidecar_path(detect).read_text())['fusion']
+    assert OnnxRuntimeBackend(full, detect_only_path=detect).detect_session is not None
+    make_tiny(tiny_weights, seed=1)
+    other, _ = cached_onnx(tiny_weights, sha256_file(tiny_weights), cache, log=_quiet,
+                           fusion=False)
+    with pytest.raises(ModelFileError, match='not a fusion-free export'):
+        OnnxRuntimeBackend(full, detect_only_path=other)
+    with pytest.raises(ModelFileError, match='not a fusion-free export'):
+        OnnxRuntimeBackend(full, detect_only_path=full)

@@ -36,14 +36,17 @@ def test_auto_on_a_cpu_exports_once_into_the_cache_and_runs_onnxruntime(tiny_wei
     det = load_detector(tiny_weights, backend='auto', onnx_cache_dir=str(cache))
     assert det.backend_name == 'onnxruntime'
     assert not tiny_weights.with_suffix('.onnx').exists()  # nothing written beside the weights
-    exported = sorted(cache.glob('*.onnx'))
-    assert len(exported) == 1 and exported[0].name.startswith('tiny-')
+    exported = sorted(p.name for p in cache.glob('*.onnx'))
+    # the full graph, and a fusion-free one for pairs that need no fused image
+    assert len(exported) == 2 and exported[0].endswith('-detect.onnx')
+    assert det.backend.detect_session is not None
     torch_det = load_detector(tiny_weights, backend='torch')
     rgb, thermal = frame_pair
-    a, b = det.infer(rgb, thermal), torch_det.infer(rgb, thermal)
-    assert len(a.boxes) == len(b.boxes)
-    np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
-    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
+    for fuse in (False, True):
+        a, b = det.infer(rgb, thermal, fuse=fuse), torch_det.infer(rgb, thermal, fuse=fuse)
+        assert len(a.boxes) == len(b.boxes) and (a.fused is None) == (not fuse)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)
 
 
 @needs_no_trt
