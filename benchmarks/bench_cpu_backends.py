@@ -8,7 +8,9 @@ OpenMP wait policy is fixed when torch loads):
 
 - torch, OpenMP default wait policy (threads spin while waiting: how torch ran before);
 - torch, `OMP_WAIT_POLICY=PASSIVE` (what the node sets), intra-op threads = usable CPUs;
-- onnxruntime fp32 (the export `backend: auto` makes into its cache), no spin-waiting.
+- onnxruntime fp32 (the export `backend: auto` makes into its cache), no spin-waiting;
+- onnxruntime for a pair that needs no fused image (no fused/image subscriber, or between every
+  `fused_image_every_n`-th pair): the fusion-free graph.
 
 Each row is measured twice in the same run: quiet, then while this script keeps one core busy with
 a plain Python loop (`while True: pass`) in another process. Prints median / p90 latency, the
@@ -28,10 +30,11 @@ import time
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / 'models' / 'efficientmfd_lite_llvip.pt'
-ROWS = (('torch', 'default'), ('torch', 'passive'), ('onnxruntime', 'passive'))
+ROWS = (('torch', 'default', True), ('torch', 'passive', True), ('onnxruntime', 'passive', True),
+        ('onnxruntime', 'passive', False))
 
 
-def child(backend: str, reps: int, weights: str, dump: str):
+def child(backend: str, reps: int, weights: str, dump: str, fuse: bool):
     import numpy as np
 
     from efficientmfd_ros.runtime import load_detector
@@ -41,11 +44,11 @@ def child(backend: str, reps: int, weights: str, dump: str):
     det = load_detector(weights, backend=backend, device='cpu', score_threshold=0.05,
                         cpu_threads=0)
     for _ in range(3):
-        det.infer(frame.rgb, frame.thermal, fuse=True)
+        det.infer(frame.rgb, frame.thermal, fuse=fuse)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        result = det.infer(frame.rgb, frame.thermal, fuse=True)
+        result = det.infer(frame.rgb, frame.thermal, fuse=fuse)
         times.append((time.perf_counter() - start) * 1e3)
     np.savez(dump, boxes=result.boxes, scores=result.scores)
     print(json.dumps({'median_ms': float(np.median(times)),
@@ -53,13 +56,14 @@ def child(backend: str, reps: int, weights: str, dump: str):
                       'backend': det.describe()}))
 
 
-def run_row(backend, omp, reps, weights, dump):
+def run_row(backend, omp, reps, weights, dump, fuse=True):
     env = dict(os.environ)
     env.pop('OMP_WAIT_POLICY', None)
     if omp == 'passive':
         env['OMP_WAIT_POLICY'] = 'PASSIVE'
     out = subprocess.run([sys.executable, __file__, '--child', backend, '--reps', str(reps),
-                          '--weights', str(weights), '--dump', str(dump)], env=env, check=True,
+                          '--weights', str(weights), '--dump', str(dump)]
+                         + ([] if fuse else ['--no-fuse']), env=env, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -84,9 +88,10 @@ def main(argv=None) -> int:
     parser.add_argument('--out', help='also write the table (markdown) here')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     parser.add_argument('--dump', help=argparse.SUPPRESS)
+    parser.add_argument('--no-fuse', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        child(args.child, args.reps, args.weights, args.dump)
+        child(args.child, args.reps, args.weights, args.dump, not args.no_fuse)
         return 0
     tmp = Path(os.environ.get('TMPDIR', '/tmp')) / f'bench_cpu_{os.getpid()}'
     tmp.mkdir(parents=True, exist_ok=True)
@@ -97,10 +102,11 @@ def main(argv=None) -> int:
         if phase != 'quiet':
             load = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
         try:
-            for backend, omp in ROWS:
+            for backend, omp, fuse in ROWS:
                 key = f'{backend} ({omp} OpenMP wait)' if backend == 'torch' else backend
+                key += '' if fuse else ', no fused image'
                 results.setdefault(key, {})[phase] = run_row(
-                    backend, omp, args.reps, args.weights, tmp / f'{backend}_{omp}')
+                    backend, omp, args.reps, args.weights, tmp / f'{backend}_{omp}_{fuse}', fuse)
                 print(f'{phase:>14}  {key:<32} {results[key][phase]["median_ms"]:8.1f} ms',
                       flush=True)
         finally:
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
     lines = [f'# CPU backends, quiet and with one busy core ({datetime.date.today()})', '',
              f'`benchmarks/bench_cpu_backends.py`, {platform.processor() or platform.machine()}, '
              f'{os.cpu_count()} CPUs, weights `{Path(args.weights).name}`, 640x512 pair, fusion '
-             f'on, {args.reps} timed runs per row (median / p90 ms). Same run, rows in turn.', '',
+             f'on unless said, {args.reps} timed runs per row (median / p90 ms). Same run, rows in turn.', '',
              '| backend | quiet | one busy core | slowdown under load |', '|---|---|---|---|']
     for key, phases in results.items():
         q, b = phases['quiet'], phases['one busy core']
@@ -123,7 +129,7 @@ def main(argv=None) -> int:
               + ', '.join(f'{p} {ort[p]["median_ms"] / results[torch_key][p]["median_ms"]:.2f}'
                           for p in ('quiet', 'one busy core')),
               '', 'Parity (onnxruntime vs torch, same pair): '
-              + parity((tmp / 'onnxruntime_passive', tmp / 'torch_passive'))]
+              + parity((tmp / 'onnxruntime_passive_True', tmp / 'torch_passive_True'))]
     text = '\n'.join(lines) + '\n'
     print(text)
     if args.out:
