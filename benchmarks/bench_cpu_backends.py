@@ -117,7 +117,8 @@ def main(argv=None) -> int:
     lines = [f'# CPU backends, quiet and with one busy core ({datetime.date.today()})', '',
              f'`benchmarks/bench_cpu_backends.py`, {platform.processor() or platform.machine()}, '
              f'{os.cpu_count()} CPUs, weights `{Path(args.weights).name}`, 640x512 pair, fusion '
-             f'on unless said, {args.reps} timed runs per row (median / p90 ms). Same run, rows in turn.', '',
+             f'on unless said, {args.reps} timed runs per row (median / p90 ms). Same run, rows '
+             'in turn.', '',
              '| backend | quiet | one busy core | slowdown under load |', '|---|---|---|---|']
     for key, phases in results.items():
         q, b = phases['quiet'], phases['one busy core']
