@@ -33,14 +33,20 @@ def _common(info, version, where):
             _scalar(entry, 'message_count', where)
 
 
+def _topics(info, where):
+    """Each topic_metadata, its name, type and serialization format checked as scalars."""
+    for entry in info['topics_with_message_count']:
+        topic = entry['topic_metadata']
+        for key in ('name', 'type', 'serialization_format'):
+            _scalar(topic, key, where)
+        yield topic
+
+
 def humble_reads(meta: dict):
     info = meta['rosbag2_bagfile_information']
     version = info['version']
     _common(info, version, 'humble')
-    for entry in info['topics_with_message_count']:
-        topic = entry['topic_metadata']
-        for key in ('name', 'type', 'serialization_format'):
-            _scalar(topic, key, 'humble')
+    for topic in _topics(info, 'humble'):
         if version >= 4:
             _scalar(topic, 'offered_qos_profiles', 'humble')
 
@@ -50,10 +56,7 @@ def jazzy_reads(meta: dict):
     version = info['version']
     assert version <= 9, f'jazzy writes and reads up to version 9, got {version}'
     _common(info, version, 'jazzy')
-    for entry in info['topics_with_message_count']:
-        topic = entry['topic_metadata']
-        for key in ('name', 'type', 'serialization_format'):
-            _scalar(topic, key, 'jazzy')
+    for topic in _topics(info, 'jazzy'):
         if version >= 9:
             assert isinstance(topic['offered_qos_profiles'], list), 'jazzy: v9 qos is a list'
         elif version >= 4:
