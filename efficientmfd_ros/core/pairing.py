@@ -154,10 +154,14 @@ class ApproximatePairer:
             stamps = list(combo)
             stamps.insert(index, stamp_ns)
             if max(stamps) - min(stamps) < self._slop_ns:
-                taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
-                self.stats.pairs += 1
-                return [Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken))]
+                return [self._take(stamps)]
         return []
+
+    def _take(self, stamps) -> Pair:
+        """Remove the messages at ``stamps`` (one per input, ns) from the queues as a Pair."""
+        taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
+        self.stats.pairs += 1
+        return Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken))
 
     def _best(self):
         """The queued combination of smallest spread below slop (oldest on a tie), or None."""
@@ -181,14 +185,12 @@ class ApproximatePairer:
             timed_out = any(n is not None and n - last >= self._wait_ns for n in self._newest)
             if not (settled or timed_out):
                 return out
-            taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
+            out.append(self._take(stamps))
             first = min(stamps)
             for index, queue in enumerate(self._queues):
                 for old in [s for s in queue if s < first]:
                     del queue[old]
                     self.stats.unmatched[index] += 1
-            self.stats.pairs += 1
-            out.append(Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken)))
 
     def _discard_all(self):
         for index, queue in enumerate(self._queues):
