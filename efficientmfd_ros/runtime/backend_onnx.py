@@ -92,7 +92,7 @@ class OnnxRuntimeBackend(Backend):
         session = self.session if 'fused_rgb' in names or self.detect_session is None \
             else self.detect_session
         if self.device.type == 'cuda':
-            results = self._run_cuda(feeds, names)
+            results = self._run_cuda(session, feeds, names)
         else:
             arrays = session.run(names, {k: np.ascontiguousarray(v.float().numpy())
                                          for k, v in feeds.items()})
@@ -100,8 +100,8 @@ class OnnxRuntimeBackend(Backend):
         timer.add_ms('network', (time.perf_counter() - t0) * 1e3)
         return NetworkOutput(results[0], results[1], results[2] if len(results) > 2 else None)
 
-    def _run_cuda(self, feeds, names):
-        binding = self.session.io_binding()
+    def _run_cuda(self, session, feeds, names):
+        binding = session.io_binding()
         index = self.device.index
         keep = []
         for name, tensor in feeds.items():
@@ -118,5 +118,5 @@ class OnnxRuntimeBackend(Backend):
                 self._outputs[name] = out
             binding.bind_output(name, 'cuda', index, np.float32, tuple(out.shape), out.data_ptr())
             outs.append(out)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return outs

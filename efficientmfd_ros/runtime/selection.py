@@ -89,9 +89,6 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
     if request.precision == 'fp32' or backend == 'tensorrt':
         candidates.append(default_onnx_path(weights))
     found = [c for c in candidates if c.is_file()]
-    if not found and backend == 'onnxruntime' and request.precision == 'fp32' and (
-            request.export_if_missing and not request.device.startswith('cuda')):
-        return _cached_export(request)
     if not found:
         names = ' or '.join(str(c) for c in candidates)
         raise BackendUnavailableError(
@@ -106,7 +103,18 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
     return path
 
 
-def _cached_export(request: BackendRequest) -> Path:
+def _exports_on_first_use(request: BackendRequest) -> bool:
+    """Whether onnxruntime runs the cache's exports of this checkpoint: fp32 on a CPU, allowed,
+    and no export beside the weights (which, when present, is what runs)."""
+    weights = request.weights
+    return (weights.suffix != '.onnx' and request.precision == 'fp32'
+            and request.export_if_missing and not request.device.startswith('cuda')
+            and not default_onnx_path(weights).is_file())
+
+
+def _cached_exports(request: BackendRequest) -> tuple[Path, Path]:
+    """(full graph, fusion-free graph) of the checkpoint from the ONNX cache, exported if
+    missing."""
     from efficientmfd_ros.runtime.onnx_cache import cached_onnx
 
     try:
@@ -114,11 +122,16 @@ def _cached_export(request: BackendRequest) -> Path:
     except ImportError as exc:
         raise BackendUnavailableError(f'no ONNX export and onnx is not installed to make one '
                                       f'({exc}); pip install onnx') from exc
-    path, status = cached_onnx(request.weights, request.weights_sha256(),
-                               request.onnx_cache_dir)
-    LOG.info('onnxruntime: %s (%s)', path, status)
-    _check_exported_size(path, read_sidecar(path), request)
-    return path
+    paths = []
+    for fusion in (True, False):
+        path, status = cached_onnx(request.weights, request.weights_sha256(),
+                                   request.onnx_cache_dir, fusion=fusion)
+        LOG.info('onnxruntime%s: %s (%s)', '' if fusion else ', pairs without a fused image',
+                 path, status)
+        paths.append(path)
+    # the cache checked both sidecars; the backend verifies the files' hashes when it loads them
+    _check_exported_size(paths[0], read_sidecar(paths[0], verify_hash=False), request)
+    return paths[0], paths[1]
 
 
 def _check_exported_size(path, meta, request):
@@ -150,22 +163,12 @@ def _onnxruntime(request: BackendRequest) -> Backend:
         if not cuda_provider_available():
             raise BackendUnavailableError(f'device {request.device} but onnxruntime has no '
                                           'CUDAExecutionProvider (install onnxruntime-gpu)')
-    path = onnx_for(request, 'onnxruntime', fp16_ok=True)
-    detect_only = None
-    if request.weights.suffix != '.onnx' and _in_cache(path, request):
-        from efficientmfd_ros.runtime.onnx_cache import cached_onnx
-
-        detect_only, status = cached_onnx(request.weights, request.weights_sha256(),
-                                          request.onnx_cache_dir, fusion=False)
-        LOG.info('onnxruntime, pairs without a fused image: %s (%s)', detect_only, status)
+    if _exports_on_first_use(request):
+        path, detect_only = _cached_exports(request)
+    else:
+        path, detect_only = onnx_for(request, 'onnxruntime', fp16_ok=True), None
     return OnnxRuntimeBackend(path, request.device, request.precision,
                               threads=request.cpu_threads or 0, detect_only_path=detect_only)
-
-
-def _in_cache(path: Path, request: BackendRequest) -> bool:
-    from efficientmfd_ros.runtime.onnx_cache import cached_path
-
-    return path == cached_path(request.weights, request.weights_sha256(), request.onnx_cache_dir)
 
 
 def _tensorrt(request: BackendRequest) -> Backend:
