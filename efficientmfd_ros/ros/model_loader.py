@@ -7,24 +7,19 @@ and return FAILURE instead of a traceback.
 from efficientmfd_ros.ros.params import resolve_model_path
 from efficientmfd_ros.runtime.errors import ModelLoadError
 
-__all__ = ['ModelLoadError', 'detector_kwargs', 'load_model', 'resolve_device']
-
-
-def resolve_device(device):
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; anything else as given."""
-    from efficientmfd_ros.runtime.backend_torch import auto_device
-    return auto_device(device)
+__all__ = ['ModelLoadError', 'detector_kwargs', 'load_model']
 
 
 def detector_kwargs(config):
     """The keyword arguments of ``load_detector`` that the parameters ``config`` set."""
+    from efficientmfd_ros.runtime.backend_torch import auto_device
     homography = None
     if not config.homography_is_identity:
         h = list(config.thermal_to_rgb_homography)
         homography = (tuple(h[0:3]), tuple(h[3:6]), tuple(h[6:9]))
     kwargs = {
         'backend': config.backend,
-        'device': resolve_device(config.device),
+        'device': auto_device(config.device),
         'precision': config.precision,
         'score_threshold': float(config.score_threshold),
         'nms_iou': float(config.nms_iou_threshold),

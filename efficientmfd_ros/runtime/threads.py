@@ -5,9 +5,9 @@ Measured on a 2-core machine (issue 16): with one other busy process, torch's Op
 ~3.5x. Both backends therefore use as many intra-op threads as this process may run on (its CPU
 affinity, not the machine's core count) and do not spin: onnxruntime's
 ``session.intra_op.allow_spinning`` is off, and OpenMP gets ``OMP_WAIT_POLICY=PASSIVE`` unless the
-environment already says otherwise (it must be set before torch starts its pool: the node's entry
-point sets it before its imports, a script calls ``prefer_passive_openmp`` before importing
-torch).
+environment already says otherwise (it must be set before torch starts its pool, so the node's
+entry point, ``ros/node_main.py``, sets it before its imports; importing this module would already
+load torch through ``runtime/__init__``).
 """
 import os
 
@@ -18,11 +18,6 @@ def usable_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def prefer_passive_openmp():
-    """``OMP_WAIT_POLICY=PASSIVE`` unless set: idle OpenMP threads sleep instead of spinning."""
-    os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 
 def configure_torch_cpu(torch_module, threads: int = 0) -> int:

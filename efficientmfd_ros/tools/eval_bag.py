@@ -71,11 +71,6 @@ def build_parser():
     return parser
 
 
-def _device(name):
-    from efficientmfd_ros.runtime.backend_torch import auto_device
-    return auto_device(name)
-
-
 def load_ground_truth(args, reader, class_names):
     if args.annotations:
         return gt_from_coco(args.annotations, class_names)
@@ -169,8 +164,9 @@ def evaluate(args):
 
 def _load_detector(args):
     from efficientmfd_ros.runtime import load_detector
+    from efficientmfd_ros.runtime.backend_torch import auto_device
     try:
-        return load_detector(args.weights, backend=args.backend, device=_device(args.device),
+        return load_detector(args.weights, backend=args.backend, device=auto_device(args.device),
                              score_threshold=args.score_threshold, nms_iou=args.nms_iou,
                              max_detections=args.max_detections)
     except Exception as exc:  # missing, corrupt, mismatching, backend or device unavailable

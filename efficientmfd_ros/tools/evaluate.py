@@ -90,11 +90,6 @@ def resolve_labels(args, root: Path) -> str:
     return 'none'
 
 
-def resolve_device(device: str) -> str:
-    from efficientmfd_ros.runtime.backend_torch import auto_device
-    return auto_device(device)
-
-
 def make_dataset(args, class_names) -> PairedDataset:
     root = Path(args.data).expanduser()
     if args.split and not Path(args.split).expanduser().is_file():
@@ -156,8 +151,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     from efficientmfd_ros.runtime import BackendUnavailableError, ModelFileError, load_detector
+    from efficientmfd_ros.runtime.backend_torch import auto_device
 
-    device = resolve_device(args.device)
+    device = auto_device(args.device)
     try:
         detector = load_detector(args.weights, backend=args.backend, device=device,
                                  score_threshold=args.score_threshold, nms_iou=args.nms_iou,
