@@ -226,11 +226,11 @@ class TrainConfig:
         return from_plain(cls, data)
 
 
-def _merged(base: dict, over: dict, where='model_overrides') -> dict:
+def _merged(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            out[key] = _merged(base[key], value, f'{where}.{key}')
+            out[key] = _merged(base[key], value)
         else:
             out[key] = value
     return out
@@ -239,15 +239,13 @@ def _merged(base: dict, over: dict, where='model_overrides') -> dict:
 def read_model_config(cfg: TrainConfig) -> ModelConfig:
     """The ModelConfig a run trains: `cfg.model_config` with `cfg.model_overrides` laid over it
     (ConfigError naming the problem)."""
-    path = Path(cfg.model_config)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f'cannot read model config {path}: {exc}') from exc
-    try:
-        return ModelConfig.from_dict(_merged(data, cfg.model_overrides))
+        model = ModelConfig.from_yaml(cfg.model_config)
+        if not cfg.model_overrides:
+            return model
+        return ModelConfig.from_dict(_merged(model.to_dict(), cfg.model_overrides))
     except ModelConfigError as exc:
-        raise ConfigError(f'model config {path} with model_overrides: {exc}') from exc
+        raise ConfigError(f'model config {cfg.model_config} with model_overrides: {exc}') from exc
 
 
 def load_train_config(path, overrides=()) -> TrainConfig:
