@@ -12,18 +12,11 @@ SHARED_DATA = PROJECT_ROOT.parent / 'shared' / 'data'
 def private_caches(tmp_path_factory):
     """Engines and ONNX exports made by tests (and the nodes they start) go to a folder of this
     run, never to the user's ~/.cache."""
-    import os
     root = tmp_path_factory.mktemp('caches')
-    keys = ('EFFICIENTMFD_ONNX_CACHE', 'EFFICIENTMFD_ENGINE_CACHE')
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ['EFFICIENTMFD_ONNX_CACHE'] = str(root / 'onnx')
-    os.environ['EFFICIENTMFD_ENGINE_CACHE'] = str(root / 'engines')
-    yield root
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv('EFFICIENTMFD_ONNX_CACHE', str(root / 'onnx'))
+        patch.setenv('EFFICIENTMFD_ENGINE_CACHE', str(root / 'engines'))
+        yield root
 
 
 def _shared_set(name):
