@@ -60,6 +60,7 @@ setup(
     entry_points={
         'console_scripts': [
             'efficientmfd_node = efficientmfd_ros.ros.node_main:main',
+            'efficientmfd_wait_active = efficientmfd_ros.ros.wait_active:main',
             'efficientmfd_train = efficientmfd_ros.tools.train:main',
             'efficientmfd_eval = efficientmfd_ros.tools.evaluate:main',
             'efficientmfd_export = efficientmfd_ros.tools.export:main',

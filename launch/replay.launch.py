@@ -4,24 +4,20 @@ ros2 launch efficientmfd_ros replay.launch.py bag:=/path/to/bag [rate:=1.0] [loo
 
 The bag's /rgb/image_raw and /thermal/image_raw (efficientmfd_make_bag writes these) feed the node;
 its outputs carry the bag's stamps. Playback starts once the node is active (loading the model
-takes seconds, and a bag played from launch time would be half over by then); with
+takes seconds, and a bag played from launch time would be half over by then):
+efficientmfd_wait_active polls the node's lifecycle state and then runs `ros2 bag play`; with
 autostart:=false it starts when you activate the node. Looping is safe: the node restarts pairing
 when stamps jump back (max_backwards_s). Every argument of mfd.launch.py is passed on.
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import (
-    DeclareLaunchArgument,
-    ExecuteProcess,
-    IncludeLaunchDescription,
-    RegisterEventHandler,
-)
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
 from launch.conditions import IfCondition, UnlessCondition
 from launch.launch_description import LaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-from launch_ros.event_handlers import OnStateTransition
+from launch_ros.substitutions import ExecutableInPackage
 
 PACKAGE = 'efficientmfd_ros'
 ARGUMENTS = (
@@ -55,17 +51,19 @@ def generate_launch_description():
         default_value=os.path.join(share, *default.split('/')) if name in SHARE_DEFAULTS
         else default) for name, default, text in ARGUMENTS]
     arg = {name: LaunchConfiguration(name) for name, _, _ in ARGUMENTS}
-    play = ['ros2', 'bag', 'play', arg['bag'], '--clock', '--rate', arg['rate'], '--delay',
+    # the lifecycle state is polled, not taken from transition_event: a node that activates
+    # before launch's subscription matches would never start playback (ros/wait_active.py)
+    play = [ExecutableInPackage('efficientmfd_wait_active', PACKAGE),
+            ['--node-namespace=', arg['namespace']], '--node', 'efficientmfd_node', '--',
+            'ros2', 'bag', 'play', arg['bag'], '--clock', '--rate', arg['rate'], '--delay',
             arg['delay_s']]
     node = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'mfd.launch.py')),
         launch_arguments={'use_sim_time': 'true',
                           **{name: arg[name] for name in PASSED_ON}}.items(),
     )
-    start_playback = RegisterEventHandler(OnStateTransition(
-        goal_state='active', handle_once=True, entities=[
-            ExecuteProcess(cmd=play, output='screen', condition=UnlessCondition(arg['loop'])),
-            ExecuteProcess(cmd=[*play, '--loop'], output='screen',
-                           condition=IfCondition(arg['loop'])),
-        ]))
-    return LaunchDescription([*declared, start_playback, node])
+    playback = [
+        ExecuteProcess(cmd=play, output='screen', condition=UnlessCondition(arg['loop'])),
+        ExecuteProcess(cmd=[*play, '--loop'], output='screen', condition=IfCondition(arg['loop'])),
+    ]
+    return LaunchDescription([*declared, node, *playback])

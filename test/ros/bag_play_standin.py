@@ -5,8 +5,9 @@
 Publishes every message of BAG (raw CDR, read with `tools.bagio`) on its recorded topic at its
 bag time divided by --rate, after --delay seconds, with reliable QoS (rosbag2's default when a bag
 records no offered QoS) and, with --clock, rosgraph_msgs/Clock on /clock carrying the bag time.
-Unlike rosbag2 it also waits (up to 20 s) for each image topic to have a subscriber before the
-first message, so a test on a busy machine does not lose the first frame to discovery.
+Unlike rosbag2 it also waits (up to 20 s) for each image topic to have a subscriber, then the
+--delay, before the first message, so a test on a busy machine does not lose the first frame to
+discovery.
 """
 import argparse
 import sys
@@ -42,12 +43,15 @@ def main(argv):
         pubs = {topic: node.create_publisher(message_class(info.msgtype), topic, reliable)
                 for topic, info in topics.items()}
         clock = node.create_publisher(Clock, '/clock', reliable) if args.clock else None
-        time.sleep(args.delay)
         deadline = time.monotonic() + 20.0
         images = [p for t, p in pubs.items() if topics[t].msgtype == 'sensor_msgs/msg/Image']
         while time.monotonic() < deadline and any(p.get_subscription_count() == 0
                                                   for p in images):
             time.sleep(0.05)
+        # after the match, as rosbag2 sleeps after creating its publishers: this side counts a
+        # subscriber before the subscriber's side has matched us, and best-effort readers drop
+        # what arrives from a writer they have not matched yet
+        time.sleep(args.delay)
         while True:
             start, first = time.monotonic(), None
             for message in reader.messages(list(topics)):
@@ -68,4 +72,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:  # Ctrl-C ends playback, as it does rosbag2's
+        sys.exit(0)

@@ -61,6 +61,8 @@ def prefix(tmp_path_factory):
         (share / name).symlink_to(ROOT / name)
     for folder, name, target in (
             ('lib/efficientmfd_ros', 'efficientmfd_node', '-m efficientmfd_ros.ros.node_main'),
+            ('lib/efficientmfd_ros', 'efficientmfd_wait_active',
+             '-m efficientmfd_ros.ros.wait_active'),
             ('bin', 'ros2', str(ROOT / 'test' / 'ros' / 'bag_play_standin.py'))):
         (root / folder).mkdir(parents=True, exist_ok=True)
         script = root / folder / name
@@ -232,7 +234,7 @@ def test_replay_launch_plays_once_the_node_is_active_and_answers_the_first_frame
     first = ros_client.wait_for(
         f'{ns}/detections', lambda m: abs(_stamp_s(m.header) - first_stamp) < 1e-6, WAIT_S)
     assert first is not None, f'the first bag frame was not answered\n{run.output()[-3000:]}'
-    output = _wait_output(run, 'active: subscribed')
+    output = _wait_output(run, 'is active; running: ros2 bag play')
     # playback began only after the node reported itself active
-    assert output.index('active: subscribed') < output.index('[ros2-')
+    assert output.index('active: subscribed') < output.index('is active; running: ros2 bag play')
     assert run.stop() == 0, run.output()[-3000:]

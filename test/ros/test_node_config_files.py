@@ -142,6 +142,6 @@ def test_replay_launch_includes_mfd_launch_on_sim_time():
     assert 'generate_launch_description' in _function_names(path)
     source = path.read_text()
     assert "'mfd.launch.py'" in source and "'use_sim_time': 'true'" in source
-    assert "'--clock'" in source and 'OnStateTransition' in source
+    assert "'--clock'" in source and "'efficientmfd_wait_active'" in source
     # every argument of mfd.launch.py but use_sim_time (always true here) can be given to replay
     assert MFD_ARGS - {'use_sim_time'} <= set(args)
