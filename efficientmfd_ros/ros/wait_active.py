@@ -14,6 +14,11 @@ import os
 import sys
 import time
 
+from lifecycle_msgs.msg import State
+from lifecycle_msgs.srv import GetState
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
 USAGE = 'efficientmfd_wait_active [--node NAME] [--poll-s S] [--timeout-s S] -- COMMAND [ARG ...]'
 
 
@@ -49,11 +54,6 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def wait_active(node_name: str, poll_s: float, timeout_s: float) -> str:
     """'active' once `node_name/get_state` reports PRIMARY_STATE_ACTIVE, 'timeout' when
     `timeout_s` (> 0) passes first, 'stopped' on shutdown (Ctrl-C, SIGTERM)."""
-    import rclpy
-    from lifecycle_msgs.msg import State
-    from lifecycle_msgs.srv import GetState
-    from rclpy.executors import ExternalShutdownException
-
     rclpy.init(args=[])
     node = rclpy.create_node(f'efficientmfd_wait_active_{os.getpid()}')
     client = node.create_client(GetState, f'{node_name}/get_state')
