@@ -6,9 +6,9 @@ Run with PYTHONPATH naming `../shared/vendor/<distro>/launch` and `.../launch_ro
 SIGINT shuts the launch down the way Ctrl-C does; the exit status is LaunchService.run()'s,
 taken before interpreter teardown (where rclpy's signal-handler thread, started by launch_ros,
 now and then aborts the process with `terminate called without an active exception`).
-launch_ros imports composition_interfaces for composable nodes, which this package never launches and which is not on PyPI: a module of that
-name is registered first whose service types cannot be instantiated, so any use of composable
-nodes fails loudly.
+launch_ros imports composition_interfaces for composable nodes, which this package never
+launches and which is not on PyPI: a module of that name is registered first whose service types
+cannot be instantiated, so any use of composable nodes fails loudly.
 """
 import os
 import sys
