@@ -88,13 +88,27 @@ def latency_summary(values):
             'max': float(values.max()), 'mean': float(values.mean()), 'count': int(values.size)}
 
 
-def _collector(args, reader, class_names, gt):
+def fusion_stride(rgb_count, fusion_samples):
+    """Every how many pairs a fusion sample is taken (0: none): about ``fusion_samples``
+    evenly spread over ``rgb_count`` pairs."""
+    return max(1, math.ceil(rgb_count / fusion_samples)) if fusion_samples > 0 else 0
+
+
+def live_fused_every(args, rgb_count):
+    """The node's fused_image_every_n in a live run: the fusion sampling stride (every pair
+    with --video, which shows the fused image of each)."""
+    return 1 if args.video else max(1, fusion_stride(rgb_count, args.fusion_samples))
+
+
+def _collector(args, reader, class_names, gt, fused_every_pair=True):
+    """Offline, every pair has a fused image and the collector samples every stride-th; live,
+    the node was asked for a fused image every stride-th pair only, and each one is sampled."""
     rgb_count = reader.topics[args.rgb_topic].count
     fps = rgb_count / max(reader.duration_ns / 1e9, 1e-3) if rgb_count > 1 else 10.0
     video = VideoSink(Path(args.out) / 'video.mp4', min(max(fps, 1.0), 60.0)) \
         if args.video else None
-    every = max(1, math.ceil(rgb_count / args.fusion_samples)) if args.fusion_samples > 0 else 0
-    return RunCollector(class_names, gt, every, video)
+    every = fusion_stride(rgb_count, args.fusion_samples)
+    return RunCollector(class_names, gt, every if fused_every_pair else min(every, 1), video)
 
 
 def evaluate(args):
@@ -126,10 +140,12 @@ def evaluate(args):
             backend = outputs.diagnostics.get('backend', args.backend)
             device = outputs.diagnostics.get('device', args.device)
             gt = load_ground_truth(args, reader, class_names)
-            collector = _collector(args, reader, class_names, gt)
+            collector = _collector(args, reader, class_names, gt, fused_every_pair=False)
             pairing, after_pair = feed_live(reader, outputs, collector, args.rgb_topic,
                                             args.thermal_topic, sync)
             extra = _live_extra(outputs, after_pair, args)
+            extra['fused_image_every_n'] = live_fused_every(
+                args, reader.topics[args.rgb_topic].count)
         rgb_total = reader.topics[args.rgb_topic].count
     if collector.video is not None:
         collector.video.close()
@@ -175,17 +191,22 @@ def _load_detector(args):
 
 
 def _run_live(args, sync):
+    """The node publishes fused/image only for the pairs whose fusion metrics are taken (the
+    fusion-free graph runs for the others, as for a deployment with fused_image_every_n > 1);
+    with --video every pair has one."""
     from tqdm import tqdm
+    with BagReader(args.bag) as reader:
+        rgb_count = reader.topics[args.rgb_topic].count
+        total = rgb_count + reader.topics[args.thermal_topic].count
+    fused_every = live_fused_every(args, rgb_count)
     node_params = {'score_threshold': args.score_threshold,
                    'nms_iou_threshold': args.nms_iou, 'max_detections': args.max_detections,
                    'approximate_sync_tolerance_s': sync.slop_s, 'queue_size': sync.queue_size,
                    'max_backwards_s': sync.max_backwards_s,
                    'approximate_sync_wait_s': sync.match_wait_s, 'backend': args.backend,
-                   'device': args.device, 'fused_image_every_n': 1}
+                   'device': args.device, 'fused_image_every_n': fused_every}
     config = LiveConfig(rate=args.rate, namespace=args.namespace,
                         use_running_node=args.use_running_node, node_params=node_params)
-    with BagReader(args.bag) as reader:
-        total = reader.topics[args.rgb_topic].count + reader.topics[args.thermal_topic].count
     bar = tqdm(total=total, desc='live replay (waiting for the node)', unit='msg',
                disable=args.quiet)
 

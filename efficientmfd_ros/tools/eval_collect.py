@@ -74,6 +74,7 @@ class RunCollector:
         self.class_names = list(class_names)
         self.gt = gt
         self.fusion_every = int(fusion_every)  # 0: no fusion metrics
+        self.fused_seen = 0  # pairs that came with a fused image (live: every n-th, as asked)
         self.video = video
         self.thumb_width = thumb_width
         self.records = {}
@@ -94,9 +95,10 @@ class RunCollector:
         labels = np.asarray(labels, np.int64).reshape(-1)
         scores = np.asarray(scores, np.float32).reshape(-1)
         shown = fused if fused is not None else rgb
-        if fused is not None and thermal is not None and self.fusion_every > 0 and \
-                len(self.records) % self.fusion_every == 0:
-            self.fusion.append(_fusion_sample(rgb, thermal, fused))
+        if fused is not None and thermal is not None:
+            if self.fusion_every > 0 and self.fused_seen % self.fusion_every == 0:
+                self.fusion.append(_fusion_sample(rgb, thermal, fused))
+            self.fused_seen += 1
         small, factor = fit_width(shown, min(self.thumb_width, shown.shape[1]))
         ok, jpeg = cv2.imencode('.jpg', cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
                                 [cv2.IMWRITE_JPEG_QUALITY, 88])

@@ -69,6 +69,22 @@ def test_live_and_offline_agree(tiny_bag, tiny_weights, offline_run, tmp_path, r
     assert (live / 'report.html').stat().st_size > 10_000
 
 
+@pytest.mark.timeout(300)
+def test_live_asks_the_node_for_fused_images_only_where_fusion_is_sampled(
+        tiny_bag, tiny_weights, tmp_path, ros_domain):
+    out = tmp_path / 'live'
+    assert eval_main(['--bag', str(tiny_bag), '--weights', str(tiny_weights), '--out', str(out),
+                      '--mode', 'live', '--rate', '0.5', '--fusion-samples', '2', *COMMON]) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert metrics['fused_image_every_n'] == 3  # 6 pairs, 2 samples
+    with BagReader(metrics['output_bag']) as reader:
+        counts = {t.split('/')[-1]: i.count for t, i in reader.topics.items()}
+    # the node counts the pairs it runs: 0 and 3 of 6 get a fused image, all get detections
+    assert counts['detections'] == metrics['pairs_matched'] >= 4
+    assert 1 <= counts['image'] <= 2
+    assert metrics['en'] is not None and metrics['fusion_frames'] == counts['image']
+
+
 def test_offline_pairing_defaults_are_the_nodes():
     from efficientmfd_ros.ros.params import BY_NAME
     sync = SyncConfig()
