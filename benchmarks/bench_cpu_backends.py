@@ -37,8 +37,8 @@ ROWS = (('torch', 'default', True), ('torch', 'passive', True), ('onnxruntime', 
 def child(backend: str, reps: int, weights: str, dump: str, fuse: bool):
     import numpy as np
 
+    from efficientmfd_ros.bags.synthetic_scene import render_sequence
     from efficientmfd_ros.runtime import load_detector
-    from efficientmfd_ros.tools.synthetic_scene import render_sequence
 
     frame = render_sequence(num_frames=1, width=640, height=512, seed=3)[0]
     det = load_detector(weights, backend=backend, device='cpu', score_threshold=0.05,

@@ -21,9 +21,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from efficientmfd_ros.model import load_checkpoint
-from efficientmfd_ros.train.augment import PairCollate, resize_to
 from efficientmfd_ros.train.config import EvalConfig
-from efficientmfd_ros.train.data import build_datasets
+from efficientmfd_ros.train.data.augment import PairCollate, resize_to
+from efficientmfd_ros.train.data.paired import build_datasets
 from efficientmfd_ros.train.validation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]

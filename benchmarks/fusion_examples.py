@@ -4,7 +4,7 @@
         [--out PNG]
 
 `--source synthetic` (default, the committed `docs/images/fusion_examples.png`): four night frames
-of the project's own rendered street (`tools/synthetic_scene.py`: dark RGB, warm pedestrians and
+of the project's own rendered street (`bags/synthetic_scene.py`: dark RGB, warm pedestrians and
 engines). `--source val`: two RoadScene validation pairs (the first and the 16th of the held-out
 FLIR_09416 onwards) and two LLVIP validation frames (010033, 010037), fixed in advance, never
 chosen by their look. The data's terms forbid committing images derived from its pixels, so the
@@ -18,8 +18,8 @@ import sys
 import cv2
 import numpy as np
 
+from efficientmfd_ros.evaluation.dataset import baseline_fused
 from efficientmfd_ros.runtime.detector import load_detector
-from efficientmfd_ros.train.evaluate import baseline_fused
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / 'shared' / 'data'
@@ -29,7 +29,7 @@ ROADSCENE_VAL_FIRST = 'FLIR_09416'
 
 
 def synthetic_pairs():
-    from efficientmfd_ros.tools.synthetic_scene import render_sequence
+    from efficientmfd_ros.bags.synthetic_scene import render_sequence
     frames = render_sequence(num_frames=40, width=640, height=512, seed=3)
     return [(f.name, f.rgb, f.thermal) for f in frames[::10]]
 

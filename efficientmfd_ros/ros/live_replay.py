@@ -28,7 +28,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from efficientmfd_ros.tools.bagio import BagError, BagReader, BagWriter
+from efficientmfd_ros.bags.bagio import BagError, BagReader, BagWriter
 
 
 def message_class(msgtype):

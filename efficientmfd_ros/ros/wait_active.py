@@ -58,8 +58,8 @@ def wait_active(node_name: str, poll_s: float, timeout_s: float) -> str:
     node = rclpy.create_node(f'efficientmfd_wait_active_{os.getpid()}')
     client = node.create_client(GetState, f'{node_name}/get_state')
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else float('inf')
-    print(f'efficientmfd_wait_active: waiting for {node_name} to be active', flush=True)
     try:
+        print(f'efficientmfd_wait_active: waiting for {node_name} to be active', flush=True)
         while rclpy.ok() and time.monotonic() < deadline:
             if client.wait_for_service(timeout_sec=poll_s):
                 future = client.call_async(GetState.Request())

@@ -15,12 +15,13 @@ import shutil
 import sys
 import time
 
-from efficientmfd_ros.tools.bagio import BagError
-from efficientmfd_ros.tools.eval_bag import ModelLoadError, evaluate, headline
-from efficientmfd_ros.tools.eval_bag import build_parser as eval_parser
-from efficientmfd_ros.tools.eval_live import LiveRunError
-from efficientmfd_ros.tools.frame_source import FrameSourceError, dataset_frames, synthetic_frames
-from efficientmfd_ros.tools.make_bag import write_bag
+from efficientmfd_ros.bags.bagio import BagError
+from efficientmfd_ros.bags.frame_source import FrameSourceError, dataset_frames, synthetic_frames
+from efficientmfd_ros.bags.make import write_bag
+from efficientmfd_ros.evaluation.bag import build_parser as eval_parser
+from efficientmfd_ros.evaluation.bag import evaluate, headline
+from efficientmfd_ros.evaluation.live import LiveRunError
+from efficientmfd_ros.runtime.errors import ModelLoadError
 
 WEIGHTS = 'efficientmfd_lite_llvip.pt'
 MARKER = '.made_by_efficientmfd_demo'

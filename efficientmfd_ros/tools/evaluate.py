@@ -20,10 +20,7 @@ import math
 from pathlib import Path
 import sys
 
-from efficientmfd_ros.model.factory import CheckpointError
-from efficientmfd_ros.train.data import PairedDataset
-from efficientmfd_ros.train.data_spec import LABEL_FORMATS, DatasetError, DatasetSpec
-from efficientmfd_ros.train.evaluate import (
+from efficientmfd_ros.evaluation.dataset import (
     BASELINES,
     BLANKABLE,
     FUSION_KEYS,
@@ -31,6 +28,9 @@ from efficientmfd_ros.train.evaluate import (
     EvaluationError,
     evaluate_dataset,
 )
+from efficientmfd_ros.model.factory import CheckpointError
+from efficientmfd_ros.train.data.paired import PairedDataset
+from efficientmfd_ros.train.data.spec import LABEL_FORMATS, DatasetError, DatasetSpec
 
 PROG = 'efficientmfd_eval'
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from efficientmfd_ros.model.config import ModelConfig, ModelConfigError
-from efficientmfd_ros.train.augment import AugmentConfig, AugmentError
 from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, from_plain, to_plain
-from efficientmfd_ros.train.data_spec import DatasetError, DatasetSpec
+from efficientmfd_ros.train.data.augment import AugmentConfig, AugmentError
+from efficientmfd_ros.train.data.spec import DatasetError, DatasetSpec
 from efficientmfd_ros.train.ema import EMAConfig
 from efficientmfd_ros.train.losses_detection import DetectionLossConfig
 from efficientmfd_ros.train.losses_fusion import FusionLossWeights
@@ -27,7 +27,7 @@ def _require(ok, message):
 
 @dataclass
 class DataConfig:
-    """Datasets (`DatasetSpec` keys, see train/data_spec.py) and how they are batched."""
+    """Datasets (`DatasetSpec` keys, see train/data/spec.py) and how they are batched."""
 
     train: tuple[dict, ...] = ()  # labelled sets, and unlabelled ones for the fusion loss only
     val: tuple[dict, ...] = ()  # labelled sets for periodic evaluation (empty: no evaluation)

@@ -32,6 +32,7 @@ from efficientmfd_ros.model.color import rgb_to_luma
 from efficientmfd_ros.model.factory import build_model, read_checkpoint, save_checkpoint
 from efficientmfd_ros.train.config import TrainConfig, read_model_config
 from efficientmfd_ros.train.config_io import ConfigError
+from efficientmfd_ros.train.data.loaders import build_loaders
 from efficientmfd_ros.train.distributed import (
     TrainForward,
     all_finite,
@@ -45,7 +46,6 @@ from efficientmfd_ros.train.losses_detection import DetectionLoss, num_boxes_per
 from efficientmfd_ros.train.losses_fusion import FusionLoss
 from efficientmfd_ros.train.optim import build_optimizer, build_scheduler
 from efficientmfd_ros.train.run_log import RunLog, progress_bar
-from efficientmfd_ros.train.train_data import build_loaders
 from efficientmfd_ros.train.train_state import (
     TrainStateError,
     load_state,

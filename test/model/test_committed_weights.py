@@ -11,7 +11,7 @@ from torchvision.ops import box_iou  # noqa: E402
 
 from efficientmfd_ros.model import read_checkpoint  # noqa: E402
 from efficientmfd_ros.runtime.detector import load_detector  # noqa: E402
-from efficientmfd_ros.train.data_labels import parse_voc  # noqa: E402
+from efficientmfd_ros.train.data.labels import parse_voc  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'models' / 'efficientmfd_lite_llvip.pt'
 VALIDATION = [f'0100{i}' for i in range(33, 41)]
@@ -55,8 +55,8 @@ def test_finds_most_validation_pedestrians(llvip_person):
 def test_night_frame_shows_warm_pedestrians_bright_in_the_rgb_colours():
     """A rendered night street (dark RGB, warm people): inside the people's boxes the fused image
     is at least as bright as the thermal image there, and everywhere it keeps the RGB chroma."""
+    from efficientmfd_ros.bags.synthetic_scene import render_sequence
     from efficientmfd_ros.model.color import rgb_to_ycbcr
-    from efficientmfd_ros.tools.synthetic_scene import render_sequence
     frame = render_sequence(num_frames=1, width=640, height=512, seed=3)[0]
     detector = load_detector(WEIGHTS, backend='torch', device='cpu')
     fused = detector.infer(frame.rgb, frame.thermal, fuse=True).fused

@@ -2,7 +2,7 @@
 
     ros2 bag play BAG [--clock [HZ]] [--rate R] [--delay S] [--loop]
 
-Publishes every message of BAG (raw CDR, read with `tools.bagio`) on its recorded topic at its
+Publishes every message of BAG (raw CDR, read with `bags.bagio`) on its recorded topic at its
 bag time divided by --rate, after --delay seconds, with reliable QoS (rosbag2's default when a bag
 records no offered QoS) and, with --clock, rosgraph_msgs/Clock on /clock carrying the bag time.
 Unlike rosbag2 it also waits (up to 20 s) for each image topic to have a subscriber, then the
@@ -17,8 +17,8 @@ import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
+from efficientmfd_ros.bags.bagio import BagReader
 from efficientmfd_ros.ros.live_replay import message_class
-from efficientmfd_ros.tools.bagio import BagReader
 
 
 def parse(argv):

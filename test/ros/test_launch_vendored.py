@@ -215,8 +215,8 @@ def test_mfd_launch_starts_the_node_remapped_in_its_namespace(distro, transport,
 @pytest.fixture(scope='module')
 def short_bag(tmp_path_factory):
     """Six synthetic frames at 5 Hz; returns (bag path, the first RGB stamp in seconds)."""
-    from efficientmfd_ros.tools.frame_source import synthetic_frames
-    from efficientmfd_ros.tools.make_bag import write_bag
+    from efficientmfd_ros.bags.frame_source import synthetic_frames
+    from efficientmfd_ros.bags.make import write_bag
     path = tmp_path_factory.mktemp('bag') / 'bag'
     records = write_bag(synthetic_frames(6, (96, 64), seed=2, class_names=('person', 'car')),
                         path, 'mcap', rate_hz=5.0, progress=False)

@@ -14,8 +14,8 @@ pytest.importorskip('rclpy')
 
 @pytest.fixture(scope='module')
 def small_bag(tmp_path_factory):
-    from efficientmfd_ros.tools.frame_source import synthetic_frames
-    from efficientmfd_ros.tools.make_bag import write_bag
+    from efficientmfd_ros.bags.frame_source import synthetic_frames
+    from efficientmfd_ros.bags.make import write_bag
     path = tmp_path_factory.mktemp('replay') / 'bag'
     write_bag(synthetic_frames(2, (64, 48), seed=0), path, progress=False)
     return path

@@ -87,7 +87,7 @@ def test_table_rejects_bad_values_with_a_reason(name, value, fragment):
 
 
 def test_rviz_fixed_frame_is_the_frame_the_project_bags_carry():
-    from efficientmfd_ros.tools.make_bag import RGB_FRAME
+    from efficientmfd_ros.bags.make import RGB_FRAME
     config = yaml.safe_load((ROOT / 'config' / 'mfd.rviz').read_text())
     assert config['Visualization Manager']['Global Options']['Fixed Frame'] == RGB_FRAME
 

@@ -12,9 +12,9 @@ import torch
 
 from efficientmfd_ros.core import metrics_fusion
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
+from efficientmfd_ros.evaluation.dataset import FUSION_KEYS
 from efficientmfd_ros.model import ModelConfig, build_model, save_checkpoint
 from efficientmfd_ros.tools.evaluate import main
-from efficientmfd_ros.train.evaluate import FUSION_KEYS
 
 pytestmark = pytest.mark.data
 LLVIP_IDS = ('010001', '010002')

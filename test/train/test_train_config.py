@@ -11,8 +11,8 @@ from efficientmfd_ros.train.config import (
     read_model_config,
 )
 from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, parse_override
+from efficientmfd_ros.train.data.sampling import EpochSampler
 from efficientmfd_ros.train.optim import lr_factor, param_groups
-from efficientmfd_ros.train.sampling import EpochSampler
 
 MINIMAL = {'model_config': 'm.yaml', 'data': {'train': [{'root': '/data/a'}]}}
 

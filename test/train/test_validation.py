@@ -10,9 +10,9 @@ torch = pytest.importorskip('torch')
 from torch.utils.data import DataLoader  # noqa: E402
 
 from efficientmfd_ros.model import load_checkpoint  # noqa: E402
-from efficientmfd_ros.train.augment import PairCollate, resize_to  # noqa: E402
 from efficientmfd_ros.train.config import EvalConfig  # noqa: E402
-from efficientmfd_ros.train.data import build_datasets  # noqa: E402
+from efficientmfd_ros.train.data.augment import PairCollate, resize_to  # noqa: E402
+from efficientmfd_ros.train.data.paired import build_datasets  # noqa: E402
 from efficientmfd_ros.train.validation import evaluate  # noqa: E402
 
 WEIGHTS = Path(__file__).resolve().parents[2] / 'models' / 'efficientmfd_lite_llvip.pt'

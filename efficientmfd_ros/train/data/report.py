@@ -2,7 +2,7 @@
 from collections import Counter
 import logging
 
-LOG = logging.getLogger('efficientmfd_ros.train.data')
+LOG = logging.getLogger('efficientmfd_ros.train.data.paired')
 
 # reason -> (what happens, text for the summary); pairs with a 'skip' reason are not used
 REASONS = {

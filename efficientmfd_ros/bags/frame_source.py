@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from efficientmfd_ros.tools.synthetic_scene import SyntheticFrame, render_sequence
-from efficientmfd_ros.train.data import DatasetError, DatasetSpec, PairedDataset
-from efficientmfd_ros.train.data_labels import LabelFileError, parse_voc
+from efficientmfd_ros.bags.synthetic_scene import SyntheticFrame, render_sequence
+from efficientmfd_ros.train.data.labels import LabelFileError, parse_voc
+from efficientmfd_ros.train.data.paired import DatasetError, DatasetSpec, PairedDataset
 
 
 class FrameSourceError(ValueError):

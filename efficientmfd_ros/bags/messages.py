@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from efficientmfd_ros.bags.bagio import typestore
 from efficientmfd_ros.core.image_codec import image_to_numpy, numpy_to_image
-from efficientmfd_ros.tools.bagio import typestore
 
 _NS = 1_000_000_000
 

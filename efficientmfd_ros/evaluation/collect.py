@@ -15,7 +15,7 @@ import numpy as np
 from efficientmfd_ros.core import metrics_fusion
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
 from efficientmfd_ros.core.metrics_fusion import MetricInputError, fusion_metrics
-from efficientmfd_ros.tools.drawing import annotate, fit_width
+from efficientmfd_ros.evaluation.drawing import annotate, fit_width
 
 FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim')
 

@@ -8,8 +8,8 @@ only, so a list where a string is expected is the failure users meet (`bad conve
 import pytest
 import yaml
 
-from efficientmfd_ros.tools.frame_source import synthetic_frames
-from efficientmfd_ros.tools.make_bag import write_bag
+from efficientmfd_ros.bags.frame_source import synthetic_frames
+from efficientmfd_ros.bags.make import write_bag
 
 
 def _scalar(node, key, where):

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from efficientmfd_ros.tools.bagio import BagReader
+from efficientmfd_ros.bags.bagio import BagReader
+from efficientmfd_ros.evaluation.offline import SyncConfig
 from efficientmfd_ros.tools.eval_bag import main as eval_main
-from efficientmfd_ros.tools.eval_offline import SyncConfig
 
 pytestmark = pytest.mark.ros
 pytest.importorskip('rclpy')

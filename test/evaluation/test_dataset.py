@@ -1,4 +1,4 @@
-"""train/evaluate.py: baselines, thermal scaling, NaN-aware means, and evaluate_dataset on real
+"""evaluation/dataset.py: baselines, thermal scaling, NaN-aware means, and evaluate_dataset on real
 pairs with the tiny random-init network (and, for a known mAP, a detector that returns the
 ground truth)."""
 import math
@@ -9,10 +9,7 @@ import pytest
 import torch
 
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
-from efficientmfd_ros.model import ModelConfig, build_model, save_checkpoint
-from efficientmfd_ros.runtime import Detections, load_detector
-from efficientmfd_ros.train.data import DatasetSpec, PairedDataset
-from efficientmfd_ros.train.evaluate import (
+from efficientmfd_ros.evaluation.dataset import (
     FUSION_KEYS,
     EvalSettings,
     EvaluationError,
@@ -21,6 +18,9 @@ from efficientmfd_ros.train.evaluate import (
     evaluate_dataset,
     thermal_to_uint8,
 )
+from efficientmfd_ros.model import ModelConfig, build_model, save_checkpoint
+from efficientmfd_ros.runtime import Detections, load_detector
+from efficientmfd_ros.train.data.paired import DatasetSpec, PairedDataset
 
 
 @pytest.fixture(scope='module')

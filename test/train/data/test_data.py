@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from efficientmfd_ros.train.augment import AugmentConfig, TrainAugment, resize_to
-from efficientmfd_ros.train.data import (
+from efficientmfd_ros.train.data.augment import AugmentConfig, TrainAugment, resize_to
+from efficientmfd_ros.train.data.paired import (
     DatasetError,
     DatasetSpec,
     PairedDataset,
     build_datasets,
     make_sampler,
 )
-from efficientmfd_ros.train.data_split import read_id_file
+from efficientmfd_ros.train.data.split import read_id_file
 
 SMALL = (128, 160)
-LOGGER = 'efficientmfd_ros.train.data'
+LOGGER = 'efficientmfd_ros.train.data.paired'
 
 
 def _voc(objects, size=(48, 64)):

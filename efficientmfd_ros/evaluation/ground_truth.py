@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from efficientmfd_ros.tools.bagio import DETECTIONS, BagError
-from efficientmfd_ros.tools.bagmsgs import detections_boxes
+from efficientmfd_ros.bags.bagio import DETECTIONS, BagError
+from efficientmfd_ros.bags.messages import detections_boxes
 
 
 @dataclass

@@ -35,7 +35,7 @@ from efficientmfd_ros.core.metrics_fusion import fusion_metrics
 from efficientmfd_ros.model.color import fused_to_rgb, rgb_to_luma
 from efficientmfd_ros.model.pyramid import laplacian_fuse
 
-LOG = logging.getLogger('efficientmfd_ros.train.evaluate')
+LOG = logging.getLogger('efficientmfd_ros.evaluation.dataset')
 FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim', 'paper_mi', 'paper_vif')
 BASELINES = ('average', 'maximum', 'laplacian')
 BLANKABLE = ('rgb', 'thermal')

@@ -9,13 +9,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 import pytest
 
+from efficientmfd_ros.bags.bagio import BagError, BagReader
+from efficientmfd_ros.bags.frame_source import synthetic_frames
+from efficientmfd_ros.bags.make import GT_TOPIC, write_bag
 from efficientmfd_ros.core.metrics_coco import evaluate_files
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
-from efficientmfd_ros.tools.bagio import BagError, BagReader
-from efficientmfd_ros.tools.eval_collect import RunCollector, frame_f1
-from efficientmfd_ros.tools.eval_gt import gt_from_bag, gt_from_coco
-from efficientmfd_ros.tools.frame_source import synthetic_frames
-from efficientmfd_ros.tools.make_bag import GT_TOPIC, write_bag
+from efficientmfd_ros.evaluation.collect import RunCollector, frame_f1
+from efficientmfd_ros.evaluation.ground_truth import gt_from_bag, gt_from_coco
 
 CLASSES = ['person', 'car']
 

@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
+from efficientmfd_ros.bags.bagio import DETECTIONS, BagWriter, typestore
+from efficientmfd_ros.bags.messages import detections_message, make_header
 from efficientmfd_ros.core.image_codec import numpy_to_compressed
-from efficientmfd_ros.tools.bagio import DETECTIONS, BagWriter, typestore
-from efficientmfd_ros.tools.bagmsgs import detections_message, make_header
 from efficientmfd_ros.tools.viz import main as viz_main
 
 ORANGE_BGR = ((0, 90, 200), (90, 180, 256))  # per-channel [low, high) of the prediction colour
@@ -61,7 +61,7 @@ def test_viz_bag_without_images(tmp_path, capsys):
 
 @pytest.mark.parametrize('encoding', ['mono16'])
 def test_display_stretches_16_bit(encoding):
-    from efficientmfd_ros.tools.viz import display_rgb
+    from efficientmfd_ros.evaluation.viz import display_rgb
     thermal = np.linspace(30000, 31000, 64 * 48).reshape(48, 64).astype(np.uint16)
     shown = display_rgb(thermal, encoding)
     assert shown.shape == (48, 64, 3) and shown.min() == 0 and shown.max() == 255

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from efficientmfd_ros.train.augment import (
+from efficientmfd_ros.train.data.augment import (
     AugmentConfig,
     AugmentError,
     PairCollate,

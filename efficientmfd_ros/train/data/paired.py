@@ -23,10 +23,10 @@ from PIL import Image
 import torch
 from torch.utils.data import ConcatDataset, Dataset, WeightedRandomSampler
 
-from efficientmfd_ros.train.data_annotations import AnnotationReader
-from efficientmfd_ros.train.data_io import load_pair
-from efficientmfd_ros.train.data_report import DataReport
-from efficientmfd_ros.train.data_spec import (
+from efficientmfd_ros.train.data.annotations import AnnotationReader
+from efficientmfd_ros.train.data.files import load_pair
+from efficientmfd_ros.train.data.report import DataReport
+from efficientmfd_ros.train.data.spec import (
     IMAGE_EXTS,
     LABEL_FORMATS,
     RGB_DIR_NAMES,
@@ -35,7 +35,7 @@ from efficientmfd_ros.train.data_spec import (
     DatasetSpec,
     resolve_dir,
 )
-from efficientmfd_ros.train.data_split import select_ids
+from efficientmfd_ros.train.data.split import select_ids
 
 __all__ = ['DatasetError', 'DatasetSpec', 'MixedDataset', 'PairedDataset', 'PairRecord',
            'build_datasets', 'make_sampler']

@@ -1,8 +1,8 @@
 """Boxes and class indices of each pair, read from its label source and checked."""
 import numpy as np
 
-from efficientmfd_ros.train.data_labels import CocoLabels, LabelFileError, parse_voc, parse_yolo
-from efficientmfd_ros.train.data_spec import DatasetError, resolve_dir
+from efficientmfd_ros.train.data.labels import CocoLabels, LabelFileError, parse_voc, parse_yolo
+from efficientmfd_ros.train.data.spec import DatasetError, resolve_dir
 
 
 def _label_source(spec, root, name):

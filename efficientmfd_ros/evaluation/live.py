@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 
-from efficientmfd_ros.tools.bagio import DETECTIONS, IMAGE, BagError, BagReader
+from efficientmfd_ros.bags.bagio import DETECTIONS, IMAGE, BagError, BagReader
 
 NODE_MODULE = 'efficientmfd_ros.ros.node_main'
 REPLAY_MODULE = 'efficientmfd_ros.ros.live_replay'

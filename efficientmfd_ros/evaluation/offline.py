@@ -11,10 +11,10 @@ import time
 
 from tqdm import tqdm
 
+from efficientmfd_ros.bags.bagio import IMAGE, BagError
+from efficientmfd_ros.bags.messages import image_array, stamp_ns
 from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, as_thermal
 from efficientmfd_ros.core.pairing import ApproximatePairer
-from efficientmfd_ros.tools.bagio import IMAGE, BagError
-from efficientmfd_ros.tools.bagmsgs import image_array, stamp_ns
 
 
 @dataclass(frozen=True)

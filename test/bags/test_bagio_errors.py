@@ -3,10 +3,10 @@ import shutil
 
 import pytest
 
-from efficientmfd_ros.tools.bagio import DETECTIONS, IMAGE, BagError, BagReader, BagWriter
+from efficientmfd_ros.bags.bagio import DETECTIONS, IMAGE, BagError, BagReader, BagWriter
+from efficientmfd_ros.bags.frame_source import synthetic_frames
+from efficientmfd_ros.bags.make import write_bag
 from efficientmfd_ros.tools.eval_bag import main as eval_main
-from efficientmfd_ros.tools.frame_source import synthetic_frames
-from efficientmfd_ros.tools.make_bag import write_bag
 
 
 @pytest.fixture(scope='module')

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from efficientmfd_ros.tools.synthetic_scene import render_sequence
+from efficientmfd_ros.bags.synthetic_scene import render_sequence
 
 
 def test_same_seed_same_pixels_other_seed_other_scene():

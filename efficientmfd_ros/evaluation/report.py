@@ -15,7 +15,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 import numpy as np  # noqa: E402
 
-from efficientmfd_ros.tools.drawing import annotate  # noqa: E402
+from efficientmfd_ros.evaluation.drawing import annotate  # noqa: E402
 
 FRAME_WIDTH = 320  # pixels of the annotated frames in the page
 STYLE = """

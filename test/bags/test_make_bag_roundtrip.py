@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import yaml
 
+from efficientmfd_ros.bags.bagio import DETECTIONS, DETECTIONS_RIHS01, IMAGE, BagReader
+from efficientmfd_ros.bags.frame_source import synthetic_frames
+from efficientmfd_ros.bags.make import GT_TOPIC, RGB_TOPIC, THERMAL_TOPIC, write_bag
+from efficientmfd_ros.bags.messages import detections_boxes, image_array, stamp_ns
 from efficientmfd_ros.core.image_codec import as_rgb8, as_thermal
-from efficientmfd_ros.tools.bagio import DETECTIONS, DETECTIONS_RIHS01, IMAGE, BagReader
-from efficientmfd_ros.tools.bagmsgs import detections_boxes, image_array, stamp_ns
-from efficientmfd_ros.tools.frame_source import synthetic_frames
-from efficientmfd_ros.tools.make_bag import GT_TOPIC, RGB_TOPIC, THERMAL_TOPIC, main, write_bag
+from efficientmfd_ros.tools.make_bag import main
 
 SIZE = (96, 64)
 
@@ -92,7 +93,7 @@ def test_rclpy_decodes_the_bag_cdr(tmp_path):
 
 @pytest.mark.data
 def test_make_bag_from_llvip(llvip_person, tmp_path):
-    from efficientmfd_ros.train.data_labels import parse_voc
+    from efficientmfd_ros.train.data.labels import parse_voc
     split = tmp_path / 'split.txt'
     split.write_text('010003\n010001\n')
     assert main(['--data', str(llvip_person), '--split', str(split), '--out',

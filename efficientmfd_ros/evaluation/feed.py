@@ -6,12 +6,12 @@ know each answered RGB image's thermal partner; an answer whose RGB image did no
 """
 import numpy as np
 
+from efficientmfd_ros.bags.bagio import BagError
+from efficientmfd_ros.bags.messages import detections_boxes, image_array, stamp_ns
 from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8
 from efficientmfd_ros.core.pairing import ApproximatePairer
-from efficientmfd_ros.tools.bagio import BagError
-from efficientmfd_ros.tools.bagmsgs import detections_boxes, image_array, stamp_ns
-from efficientmfd_ros.tools.eval_gt import class_index
-from efficientmfd_ros.tools.eval_offline import decode_pair, pairing_stats
+from efficientmfd_ros.evaluation.ground_truth import class_index
+from efficientmfd_ros.evaluation.offline import decode_pair, pairing_stats
 
 
 def _labels(class_ids, class_names):

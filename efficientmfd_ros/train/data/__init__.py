@@ -1,0 +1,1 @@
+"""The training data: paired datasets and their labels, splits, augmentation, sampling, loaders."""
