@@ -2,13 +2,16 @@
 
 `ModelConfig.from_yaml(path)`, `ModelConfig.from_dict(d)` and `cfg.to_dict()` round-trip exactly
 (`from_dict(cfg.to_dict()) == cfg`); an unknown key or a bad value raises `ModelConfigError` naming
-the section and field. Sequences are stored as tuples and written back as lists.
+the section and field (read by the project's one typed reader, `core/config_io.py`). Sequences are
+stored as tuples and written back as lists.
 """
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 import math
 from pathlib import Path
 
 import yaml
+
+from efficientmfd_ros.core.config_io import ConfigError, from_plain, to_plain
 
 BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'mobilenet_v2', 'efficientnet_lite0')
 NORMS = ('bn', 'frozen_bn')
@@ -18,7 +21,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ModelConfigError(ValueError):
+class ModelConfigError(ConfigError):
     """A model configuration key or value is invalid."""
 
 
@@ -193,11 +196,11 @@ class ModelConfig:
         return {'mean': list(self.pixel_mean), 'std': list(self.pixel_std)}
 
     def to_dict(self) -> dict:
-        return _to_plain(self)
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> 'ModelConfig':
-        return _from_plain(cls, data, 'model')
+        return from_plain(cls, data, 'model', error=ModelConfigError)
 
     @classmethod
     def from_yaml(cls, path) -> 'ModelConfig':
@@ -210,46 +213,3 @@ class ModelConfig:
 
     def to_yaml(self, path):
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-
-def _to_plain(obj):
-    if is_dataclass(obj):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj)}
-    if isinstance(obj, (tuple, list)):
-        return [_to_plain(v) for v in obj]
-    return obj
-
-
-def _from_plain(cls, data, section):
-    if not isinstance(data, dict):
-        raise ModelConfigError(f'{section}: expected a mapping, got {type(data).__name__}')
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ModelConfigError(f'{section}: unknown key(s) {unknown}; known: {sorted(known)}')
-    kwargs = {}
-    for name, value in data.items():
-        default = known[name].default_factory() if callable(known[name].default_factory) \
-            else known[name].default
-        where = f'{section}.{name}' if section != 'model' else name
-        if is_dataclass(default):
-            value = _from_plain(type(default), value, where)
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise ModelConfigError(f'{where} must be a list, got {value!r}')
-            value = tuple(value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ModelConfigError(f'{where} must be true or false, got {value!r}')
-        elif isinstance(default, int):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ModelConfigError(f'{where} must be an integer, got {value!r}')
-        elif isinstance(default, float):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ModelConfigError(f'{where} must be a number, got {value!r}')
-            value = float(value)
-        elif isinstance(default, str) or default is None:
-            if not (isinstance(value, str) or value is None and default is None):
-                raise ModelConfigError(f'{where} must be a string, got {value!r}')
-        kwargs[name] = value
-    return cls(**kwargs)

@@ -11,10 +11,10 @@ import json
 import logging
 import sys
 
+from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.model.config import ModelConfigError
 from efficientmfd_ros.model.factory import CheckpointError
 from efficientmfd_ros.train.config import load_train_config
-from efficientmfd_ros.train.config_io import ConfigError
 from efficientmfd_ros.train.data.spec import DatasetError
 from efficientmfd_ros.train.train_state import TrainStateError
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from efficientmfd_ros.core.config_io import ConfigError, apply_overrides, from_plain, to_plain
 from efficientmfd_ros.model.config import ModelConfig, ModelConfigError
-from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, from_plain, to_plain
 from efficientmfd_ros.train.data.augment import AugmentConfig, AugmentError
 from efficientmfd_ros.train.data.spec import DatasetError, DatasetSpec
 from efficientmfd_ros.train.ema import EMAConfig
@@ -42,13 +42,13 @@ class DataConfig:
         for where, specs in (('data.train', self.train), ('data.val', self.val)):
             for i, spec in enumerate(specs):
                 try:
-                    DatasetSpec.from_dict(spec)
-                except (DatasetError, TypeError) as exc:
-                    raise ConfigError(f'{where}[{i}]: {exc}') from exc
+                    DatasetSpec.from_dict(spec, f'{where}[{i}]')
+                except DatasetError as exc:
+                    raise ConfigError(str(exc)) from exc
         try:
-            AugmentConfig.from_dict(self.augment)
-        except (AugmentError, TypeError) as exc:
-            raise ConfigError(f'data.augment: {exc}') from exc
+            AugmentConfig.from_dict(self.augment, 'data.augment')
+        except AugmentError as exc:
+            raise ConfigError(str(exc)) from exc
 
 
 @dataclass

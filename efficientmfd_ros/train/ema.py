@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from efficientmfd_ros.train.config_io import ConfigError
+from efficientmfd_ros.core.config_io import ConfigError
 
 
 @dataclass

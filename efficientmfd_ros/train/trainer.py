@@ -28,10 +28,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 import yaml
 
+from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.model.color import rgb_to_luma
 from efficientmfd_ros.model.factory import build_model, read_checkpoint, save_checkpoint
 from efficientmfd_ros.train.config import TrainConfig, read_model_config
-from efficientmfd_ros.train.config_io import ConfigError
 from efficientmfd_ros.train.data.loaders import build_loaders
 from efficientmfd_ros.train.distributed import (
     TrainForward,

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from efficientmfd_ros.train.config_io import ConfigError
+from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.train.ema import EMAConfig, ModelEMA
 
 

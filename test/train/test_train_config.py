@@ -3,6 +3,7 @@ import pytest
 import torch
 import yaml
 
+from efficientmfd_ros.core.config_io import ConfigError, apply_overrides, parse_override
 from efficientmfd_ros.train.config import (
     OptimConfig,
     ScheduleConfig,
@@ -10,7 +11,6 @@ from efficientmfd_ros.train.config import (
     load_train_config,
     read_model_config,
 )
-from efficientmfd_ros.train.config_io import ConfigError, apply_overrides, parse_override
 from efficientmfd_ros.train.data.sampling import EpochSampler
 from efficientmfd_ros.train.optim import lr_factor, param_groups
 
@@ -83,7 +83,7 @@ def test_bad_values_name_the_key(tmp_path, override, message):
 def test_missing_and_unknown_keys():
     with pytest.raises(ConfigError, match='model_config'):
         TrainConfig.from_dict({'data': MINIMAL['data']})
-    with pytest.raises(ConfigError, match=r'data.train\[0\]: unknown dataset keys'):
+    with pytest.raises(ConfigError, match=r"data.train\[0\]: unknown key\(s\) \['colour'\]"):
         TrainConfig.from_dict({**MINIMAL, 'data': {'train': [{'root': 'a', 'colour': 1}]}})
     with pytest.raises(ConfigError, match='data.train must list'):
         TrainConfig.from_dict({'model_config': 'm.yaml'})

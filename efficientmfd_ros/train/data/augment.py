@@ -11,11 +11,13 @@ them. Both add ``orig_hw`` (H, W) of the image they received, ``scale`` (sx, sy)
   dropout. Outputs float32 images in [0, 1] and ``flipped``, ``dropped`` (None, 'rgb', 'thermal').
 - ``resize_to(size)``: the deterministic evaluation transform; keeps the image dtype.
 """
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
+
+from efficientmfd_ros.core.config_io import from_plain
 
 
 class AugmentError(ValueError):
@@ -55,12 +57,9 @@ class AugmentConfig:
             raise AugmentError(f'gamma must be >= 1 (range [1/g, g]), got {self.gamma}')
 
     @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise AugmentError(f'unknown augment keys {unknown}; known: {sorted(known)}')
-        return cls(**data)
+    def from_dict(cls, data, where='augment'):
+        """Keys and value types checked against the fields; `where` names it in messages."""
+        return from_plain(cls, data, where, root=False, error=AugmentError)
 
 
 def to_unit(image, thermal_range=(0.0, 65535.0)):

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from torch.utils.data import DataLoader
 
+from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.model.config import ModelConfig
 from efficientmfd_ros.train.config import TrainConfig
-from efficientmfd_ros.train.config_io import ConfigError
 from efficientmfd_ros.train.data.augment import AugmentConfig, PairCollate, TrainAugment, resize_to
 from efficientmfd_ros.train.data.paired import MixedDataset, build_datasets
 from efficientmfd_ros.train.data.sampling import EpochSampler

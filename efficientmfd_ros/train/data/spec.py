@@ -1,5 +1,7 @@
 """The configuration of one paired dataset (a ``datasets:`` entry of a train config)."""
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
+
+from efficientmfd_ros.core.config_io import from_plain
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 RGB_DIR_NAMES = ('visible', 'Vis', 'vis', 'rgb', 'RGB', 'vi')
@@ -29,14 +31,10 @@ class DatasetSpec:
     min_box_size: float = 1.0         # pixels; boxes narrower or lower after clipping are dropped
 
     @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DatasetError(f'unknown dataset keys {unknown}; known: {sorted(known)}')
-        if 'root' not in data:
-            raise DatasetError('a dataset entry needs a root')
-        return cls(**data)
+    def from_dict(cls, data, where='dataset'):
+        """Keys and value types checked against the fields; `root` is required. `where` names
+        the entry in messages."""
+        return from_plain(cls, data, where, root=False, error=DatasetError)
 
     def to_dict(self):
         return asdict(self)

@@ -176,7 +176,9 @@ def test_bad_inputs_raise_augment_error():
         collate_pairs([_sample(), resize_to((64, 80))(_sample())])
     with pytest.raises(AugmentError, match='hflip_p'):
         AugmentConfig(hflip_p=1.5)
-    with pytest.raises(AugmentError, match='unknown augment keys'):
+    with pytest.raises(AugmentError, match='augment.hflip_p must be a number'):
+        AugmentConfig.from_dict({'hflip_p': 'often'})
+    with pytest.raises(AugmentError, match=r'augment: unknown key\(s\) \[.flip.\]'):
         AugmentConfig.from_dict({'flip': 0.5})
     bad = _sample()
     bad['thermal'] = bad['thermal'][:-1]

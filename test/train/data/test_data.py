@@ -215,8 +215,13 @@ def test_splits_and_configuration_errors(tmp_path):
         PairedDataset(DatasetSpec(**spec, label_format='kitti'))
     with pytest.raises(DatasetError, match='class_names'):
         PairedDataset(DatasetSpec(str(root)))
-    with pytest.raises(DatasetError, match='unknown dataset keys'):
+    with pytest.raises(DatasetError, match=r"dataset: unknown key\(s\) \['rgb'\]"):
         DatasetSpec.from_dict({'root': str(root), 'rgb': 'visible'})
+    # the shared typed reader checks values too (it used to pass them on unchecked)
+    with pytest.raises(DatasetError, match=r'dataset.weight must be a number'):
+        DatasetSpec.from_dict({'root': str(root), 'weight': 'heavy'})
+    with pytest.raises(DatasetError, match=r"missing required key\(s\) \['root'\]"):
+        DatasetSpec.from_dict({'name': 'x'})
     with pytest.raises(DatasetError, match='thermal folder'):
         PairedDataset(DatasetSpec(**spec, thermal_dir='lwir'))
 

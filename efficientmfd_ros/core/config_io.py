@@ -1,4 +1,5 @@
-"""Typed dataclass configs from plain dicts, YAML files and `--key=value` overrides.
+"""Typed dataclass configs from plain dicts, YAML files and `--key=value` overrides: the one
+reader of the model, train, dataset and augmentation configs.
 
 `from_plain(cls, data)` builds a (nested) dataclass from a dict, checking every key and value
 against the field's type annotation; `apply_overrides(data, ['--a.b=1'])` edits the plain dict
@@ -38,7 +39,7 @@ def _coerce(value, tp, where):
         raise ConfigError(errors[0] if len(errors) == 1 else f'{where}: got {value!r}, expected '
                           f'{" or ".join(_type_name(o) for o in options)}')
     if is_dataclass(tp):
-        return from_plain(tp, value, where)
+        return from_plain(tp, value, where, root=False)
     if tp is typing.Any:
         return value
     if origin in (tuple, list) or tp in (tuple, list):
@@ -46,7 +47,8 @@ def _coerce(value, tp, where):
             raise ConfigError(f'{where} must be a list, got {value!r}')
         args = typing.get_args(tp)
         item = args[0] if args else typing.Any
-        return tuple(_coerce(v, item, f'{where}[{i}]') for i, v in enumerate(value))
+        items = (_coerce(v, item, f'{where}[{i}]') for i, v in enumerate(value))
+        return list(items) if list in (origin, tp) else tuple(items)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f'{where} must be a mapping, got {value!r}')
@@ -76,8 +78,21 @@ def _coerce(value, tp, where):
     raise ConfigError(f'{where}: unsupported field type {_type_name(tp)}')
 
 
-def from_plain(cls, data, where='config'):
-    """An instance of dataclass `cls` from the dict `data` (missing keys keep their defaults)."""
+def from_plain(cls, data, where='config', root=True, error=ConfigError):
+    """An instance of dataclass `cls` from the dict `data` (missing keys keep their defaults).
+
+    `where` names `data` in messages; keys of a `root` mapping are named bare, those of a nested
+    one as `where.key`. Errors raise `error` (the caller's own type, a ValueError).
+    """
+    try:
+        return _from_plain(cls, data, where, root)
+    except ConfigError as exc:
+        if error is ConfigError or isinstance(exc, error):
+            raise
+        raise error(str(exc)) from None
+
+
+def _from_plain(cls, data, where, root):
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -89,7 +104,7 @@ def from_plain(cls, data, where='config'):
         raise ConfigError(f'{where}: unknown key(s) {unknown}; known: {sorted(known)}')
     kwargs = {}
     for name, value in data.items():
-        prefix = '' if where == 'config' else f'{where}.'
+        prefix = '' if root else f'{where}.'
         kwargs[name] = _coerce(value, hints[name], f'{prefix}{name}')
     missing = [f.name for f in known.values() if f.name not in kwargs
                and f.default is MISSING and f.default_factory is MISSING]
