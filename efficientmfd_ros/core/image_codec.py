@@ -255,3 +255,13 @@ def as_thermal(array, encoding, float_range=None):
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=65535.0, neginf=0.0)
         return np.clip(np.rint(scaled), 0, 65535).astype(np.uint16)
     return cv2.cvtColor(as_rgb8(array, encoding), cv2.COLOR_RGB2GRAY)
+
+
+def thermal_input(array, encoding, float_range=None):
+    """The thermal image as the detector takes it, for the node and offline evaluation alike:
+    ``as_thermal``, except that 32FC1 (mapped through ``float_range``) comes out as uint8, so a
+    detector's 16-bit counts range (``thermal_counts_*``) never applies to it a second time."""
+    thermal = as_thermal(array, encoding, float_range)
+    if encoding == '32FC1':
+        return np.rint(thermal / 257.0).astype(np.uint8)
+    return thermal

@@ -30,7 +30,7 @@ def _fused(message):
             from exc
 
 
-def feed_live(reader, outputs, collector, rgb_topic, thermal_topic, sync, thermal_range=None):
+def feed_live(reader, outputs, collector, rgb_topic, thermal_topic, sync, float_range=None):
     """Add every answered RGB image to ``collector``; return (pairing stats of the input bag,
     per-pair wait-free latencies in ms)."""
     pairer = ApproximatePairer(2, queue_size=sync.queue_size, slop_s=sync.slop_s,
@@ -46,7 +46,7 @@ def feed_live(reader, outputs, collector, rgb_topic, thermal_topic, sync, therma
         if thermal_msg is None:
             rgb, thermal = as_rgb8(*image_array(rgb_msg)), None
         else:
-            rgb, thermal = decode_pair(rgb_msg, thermal_msg, thermal_range)
+            rgb, thermal = decode_pair(rgb_msg, thermal_msg, float_range)
         sent_rgb = outputs.sent.get((rgb_topic, stamp))
         if sent_rgb is None:
             return

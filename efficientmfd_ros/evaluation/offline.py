@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from efficientmfd_ros.bags.bagio import IMAGE, BagError
 from efficientmfd_ros.bags.messages import image_array, stamp_ns
-from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, as_thermal
+from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, thermal_input
 from efficientmfd_ros.core.pairing import ApproximatePairer
 
 
@@ -27,11 +27,12 @@ class SyncConfig:
     match_wait_s: float = 0.0  # approximate_sync_wait_s
 
 
-def decode_pair(rgb_msg, thermal_msg, thermal_range=None):
-    """(rgb (H,W,3) uint8, thermal (h,w) uint8|uint16) from two sensor_msgs/Image objects."""
+def decode_pair(rgb_msg, thermal_msg, float_range=None):
+    """(rgb (H,W,3) uint8, thermal (h,w) uint8|uint16) from two sensor_msgs/Image objects, the
+    thermal as the node decodes it (``thermal_input``; ``float_range`` maps 32FC1)."""
     try:
         rgb = as_rgb8(*image_array(rgb_msg))
-        thermal = as_thermal(*image_array(thermal_msg), float_range=thermal_range)
+        thermal = thermal_input(*image_array(thermal_msg), float_range=float_range)
     except ImageConversionError as exc:
         raise BagError(f'image at stamp {stamp_ns(rgb_msg.header)} ns cannot be converted: '
                        f'{exc}') from exc
@@ -50,7 +51,7 @@ def pairing_stats(pairer, names=('rgb', 'thermal')):
 
 
 def run_offline(reader, detector, collector, rgb_topic, thermal_topic, sync=SyncConfig(),
-                thermal_range=None, progress=True):
+                float_range=None, progress=True):
     """Evaluate every pair of an open ``BagReader``; results go to ``collector``
     (a ``RunCollector``). Returns ``pairing_stats``."""
     rgb_info = reader.require(rgb_topic, IMAGE)
@@ -66,7 +67,7 @@ def run_offline(reader, detector, collector, rgb_topic, thermal_topic, sync=Sync
             bar.update(1)
         for pair in pairer.add(index[message.topic], stamp_ns(image.header) / 1e9, image):
             rgb_msg, thermal_msg = pair.items
-            rgb, thermal = decode_pair(rgb_msg, thermal_msg, thermal_range)
+            rgb, thermal = decode_pair(rgb_msg, thermal_msg, float_range)
             start = time.perf_counter()
             result = detector.infer(rgb, thermal, fuse=True)
             latency = (time.perf_counter() - start) * 1e3

@@ -28,8 +28,8 @@ def detector_kwargs(config):
         'build_engine_if_missing': bool(config.build_engine_if_missing),
         'cpu_threads': int(config.cpu_threads),
     }
-    if config.thermal_range is not None:
-        kwargs['thermal_range'] = tuple(config.thermal_range)
+    if config.thermal_counts_range is not None:
+        kwargs['thermal_range'] = tuple(config.thermal_counts_range)
     if list(config.input_size) != [0, 0]:
         kwargs['input_size'] = tuple(int(v) for v in config.input_size)
     return kwargs

@@ -158,9 +158,13 @@ PARAMETERS = (
           'reset the pairing queues', 0.001, 3600.0, applies='live'),
     Param('input_transport', 'raw', 'raw: sensor_msgs/Image on rgb/image_raw; compressed: '
           'sensor_msgs/CompressedImage on rgb/image_raw/compressed', choices=TRANSPORTS),
-    Param('thermal_range_min', 0.0, 'Thermal value mapped to 0 (raw counts; temperature for '
-          '32FC1); min = max = 0 uses the full range of the encoding', -1e6, 1e6),
-    Param('thermal_range_max', 0.0, 'Thermal value mapped to 1; see thermal_range_min',
+    Param('thermal_counts_min', 0.0, '16-bit thermal (mono16, 16UC1) count mapped to 0; min = '
+          'max = 0 uses the full 0..65535', 0.0, 65535.0),
+    Param('thermal_counts_max', 0.0, '16-bit thermal count mapped to 1; see thermal_counts_min',
+          0.0, 65535.0),
+    Param('thermal_float_min', 0.0, '32FC1 thermal value (e.g. a temperature) mapped to 0; '
+          '32FC1 input needs thermal_float_min < thermal_float_max', -1e6, 1e6),
+    Param('thermal_float_max', 0.0, '32FC1 thermal value mapped to 1; see thermal_float_min',
           -1e6, 1e6),
     Param('thermal_to_rgb_homography', list(IDENTITY_3X3), 'Row-major 3x3 homography taking '
           'thermal pixels to RGB pixels; identity requires equal image sizes',
@@ -181,11 +185,12 @@ PARAMETERS = (
 BY_NAME = {p.name: p for p in PARAMETERS}
 
 
-def _thermal_range(config):
-    """``(low, high)`` or None for the encoding's full range."""
-    if config.thermal_range_min == 0.0 and config.thermal_range_max == 0.0:
-        return None
-    return (config.thermal_range_min, config.thermal_range_max)
+def _range(low_name, high_name):
+    """A property: ``(low, high)`` of two parameters, or None while both are 0 (unset)."""
+    def get(config):
+        low, high = getattr(config, low_name), getattr(config, high_name)
+        return None if low == high == 0.0 else (low, high)
+    return property(get)
 
 
 def _homography_is_identity(config):
@@ -202,7 +207,8 @@ NodeConfig = make_dataclass(
     'NodeConfig',
     [(p.name, type(p.default), field(default_factory=_default_factory(p.default))
       if isinstance(p.default, list) else field(default=p.default)) for p in PARAMETERS],
-    namespace={'thermal_range': property(_thermal_range),
+    namespace={'thermal_counts_range': _range('thermal_counts_min', 'thermal_counts_max'),
+               'thermal_float_range': _range('thermal_float_min', 'thermal_float_max'),
                'homography_is_identity': property(_homography_is_identity)})
 
 
@@ -212,10 +218,12 @@ class ParameterError(ValueError):
 
 def _cross_check(values):
     """Rules spanning several parameters; ``values`` maps names to (proposed) values."""
-    low, high = values['thermal_range_min'], values['thermal_range_max']
-    if (low, high) != (0.0, 0.0) and not high > low:
-        return (f'thermal_range_max ({high}) must be greater than thermal_range_min ({low}), '
-                'or both 0 for the full range')
+    for kind, unset in (('counts', 'or both 0 for the full range'),
+                        ('float', 'or both 0 without 32FC1 input')):
+        low, high = values[f'thermal_{kind}_min'], values[f'thermal_{kind}_max']
+        if (low, high) != (0.0, 0.0) and not high > low:
+            return (f'thermal_{kind}_max ({high}) must be greater than thermal_{kind}_min '
+                    f'({low}), {unset}')
     return None
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 from std_msgs.msg import Header
 
-from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, as_thermal
+from efficientmfd_ros.core.image_codec import ImageConversionError, as_rgb8, thermal_input
 from efficientmfd_ros.ros.conversions import (
     camera_info_with_header,
     compressed_msg_to_numpy,
@@ -86,14 +86,10 @@ class PairProcessor:
             image, encoding = image_msg_to_numpy(msg)
         if index == 0:
             return as_rgb8(image, encoding)
-        if encoding != '32FC1':
-            return as_thermal(image, encoding)
-        if self._config.thermal_range is None:
+        if encoding == '32FC1' and self._config.thermal_float_range is None:
             raise ImageConversionError(
-                '32FC1 thermal needs thermal_range_min < thermal_range_max (e.g. temperatures)')
-        # the float range maps onto 8 bits: the core's thermal_range is for 16-bit counts
-        wide = as_thermal(image, encoding, float_range=self._config.thermal_range)
-        return np.round(wide / 257.0).astype(np.uint8)
+                '32FC1 thermal needs thermal_float_min < thermal_float_max (e.g. temperatures)')
+        return thermal_input(image, encoding, self._config.thermal_float_range)
 
     def decode(self, payload):
         """Decoded ``(rgb HxWx3 uint8, thermal HxW uint8|uint16)``, a silent one blanked."""

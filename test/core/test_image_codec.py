@@ -15,6 +15,7 @@ from efficientmfd_ros.core.image_codec import (
     image_to_numpy,
     numpy_to_compressed,
     numpy_to_image,
+    thermal_input,
 )
 
 
@@ -261,6 +262,18 @@ def test_as_thermal_float_needs_a_range():
     mapped = as_thermal(temps, '32FC1', float_range=(0.0, 40.0))
     assert mapped.dtype == np.uint16
     np.testing.assert_array_equal(mapped, [[0, 32768], [65535, 0]])
+
+
+def test_thermal_input_gives_float_thermal_as_8_bits_and_passes_counts_on():
+    temps = np.array([[-10.0, 20.0], [50.0, np.nan]], np.float32)
+    mapped = thermal_input(temps, '32FC1', float_range=(0.0, 40.0))
+    assert mapped.dtype == np.uint8
+    np.testing.assert_array_equal(mapped, [[0, 128], [255, 0]])
+    counts = np.array([[1000, 60000]], np.uint16)
+    np.testing.assert_array_equal(thermal_input(counts, 'mono16', (0.0, 40.0)), counts)
+    assert thermal_input(counts, 'mono16').dtype == np.uint16
+    with pytest.raises(ImageConversionError, match='float_range'):
+        thermal_input(temps, '32FC1')
 
 
 @pytest.mark.data

@@ -94,7 +94,8 @@ def test_compressed_inputs_with_a_16_bit_thermal(ros_client, rng):
 @pytest.mark.parametrize('override, fragment', [
     ('score_threshold:=1.5', 'out of range'),
     ('score_threshold:=1', "expecting type 'DOUBLE'"),
-    ('thermal_range_min:=5.0', 'thermal_range_max (0.0) must be greater'),
+    ('thermal_counts_min:=5.0', 'thermal_counts_max (0.0) must be greater'),
+    ('thermal_float_max:=-1.0', 'thermal_float_max (-1.0) must be greater'),
 ])
 def test_invalid_start_parameters_exit_with_one_clear_line(ros_env, override, fragment):
     import subprocess

@@ -169,7 +169,7 @@ def _image(array, encoding):
 
 def test_pair_decoding_maps_float_thermal_and_blanks_a_silent_camera():
     from efficientmfd_ros.ros.intake import PairPayload
-    proc, stats, problems = _processor(thermal_range_min=20.0, thermal_range_max=40.0)
+    proc, stats, problems = _processor(thermal_float_min=20.0, thermal_float_max=40.0)
     temps = np.full((24, 32), 30.0, np.float32)
     temps[0, 0], temps[0, 1] = 10.0, np.nan
     rgb, thermal = proc.decode(PairPayload(None, _image(temps, '32FC1')))
@@ -181,7 +181,7 @@ def test_pair_decoding_maps_float_thermal_and_blanks_a_silent_camera():
     unmapped, _, problems = _processor()
     assert unmapped.decode(PairPayload(None, _image(temps, '32FC1'))) is None
     key, text = problems.reports[0]
-    assert key == 'bad_thermal' and 'thermal_range_min' in text
+    assert key == 'bad_thermal' and 'thermal_float_min' in text
 
 
 def test_pair_decoding_rejects_a_size_mismatch_only_without_a_homography():
