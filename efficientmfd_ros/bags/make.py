@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from efficientmfd_ros.bags.bagio import DETECTIONS, IMAGE, BagError, BagWriter
 from efficientmfd_ros.bags.messages import detections_message, image_message
+from efficientmfd_ros.core.image_codec import thermal_to_uint8
 
 RGB_TOPIC = '/rgb/image_raw'
 THERMAL_TOPIC = '/thermal/image_raw'
@@ -78,7 +79,7 @@ def _thermal_as(thermal, encoding):
     if encoding == 'mono16' and thermal.dtype == np.uint8:
         return thermal.astype(np.uint16) * 257
     if encoding == 'mono8' and thermal.dtype == np.uint16:
-        return (thermal // 257).astype(np.uint8)
+        return thermal_to_uint8(thermal)
     return thermal
 
 

@@ -262,6 +262,17 @@ def thermal_input(array, encoding, float_range=None):
     ``as_thermal``, except that 32FC1 (mapped through ``float_range``) comes out as uint8, so a
     detector's 16-bit counts range (``thermal_counts_*``) never applies to it a second time."""
     thermal = as_thermal(array, encoding, float_range)
-    if encoding == '32FC1':
-        return np.rint(thermal / 257.0).astype(np.uint8)
-    return thermal
+    return thermal_to_uint8(thermal) if encoding == '32FC1' else thermal
+
+
+def thermal_to_uint8(thermal, counts_range=(0.0, 65535.0)):
+    """uint8 ``HxW`` of a uint8 (unchanged) or uint16 thermal image, ``counts_range=(lo, hi)``
+    mapped to 0..255 and clipped, as the runtime maps uint16 thermal to [0, 1]; the one
+    16-to-8-bit thermal conversion (metrics, bags, 32FC1 input)."""
+    if thermal.dtype == np.uint8:
+        return thermal
+    if thermal.dtype != np.uint16:
+        raise ImageConversionError(f'thermal must be uint8 or uint16, got {thermal.dtype}')
+    lo, hi = (float(v) for v in counts_range)
+    unit = np.clip((thermal.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    return np.round(unit * 255.0).astype(np.uint8)

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from efficientmfd_ros.core import metrics_fusion
+from efficientmfd_ros.core.image_codec import thermal_to_uint8
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
 from efficientmfd_ros.core.metrics_fusion import MetricInputError, fusion_metrics
 from efficientmfd_ros.evaluation.drawing import annotate, fit_width
@@ -142,8 +143,7 @@ def _hw_guess(gt_boxes):
 
 def _fusion_sample(rgb, thermal, fused):
     """fusion_metrics of one pair with the thermal image as 8 bits at the fused size."""
-    ir = thermal if thermal.dtype == np.uint8 else (thermal.astype(np.uint32) // 257).astype(
-        np.uint8)
+    ir = thermal_to_uint8(thermal)
     height, width = fused.shape[:2]
     if ir.shape[:2] != (height, width):
         ir = cv2.resize(ir, (width, height), interpolation=cv2.INTER_AREA)

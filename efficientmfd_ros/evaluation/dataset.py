@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from efficientmfd_ros.core.image_codec import thermal_to_uint8
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
 from efficientmfd_ros.model.color import fused_to_rgb, rgb_to_luma
@@ -56,18 +57,6 @@ class EvalSettings:
     thermal_range: tuple = (0.0, 65535.0)  # uint16 thermal values mapped to 0..255 for metrics
     progress: bool = True              # tqdm bar on stderr
     blank: str | None = None           # 'rgb' / 'thermal': that camera is fed as zeros
-
-
-def thermal_to_uint8(thermal: np.ndarray, thermal_range=(0.0, 65535.0)) -> np.ndarray:
-    """uint8 ``HxW`` of a uint8 (unchanged) or uint16 thermal image, ``thermal_range=(lo, hi)``
-    mapped to 0..255 and clipped, as the runtime maps uint16 thermal to [0, 1]."""
-    if thermal.dtype == np.uint8:
-        return thermal
-    if thermal.dtype != np.uint16:
-        raise EvaluationError(f'thermal must be uint8 or uint16, got {thermal.dtype}')
-    lo, hi = (float(v) for v in thermal_range)
-    unit = np.clip((thermal.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
-    return np.round(unit * 255.0).astype(np.uint8)
 
 
 def baseline_fused(rgb: np.ndarray, thermal: np.ndarray, mode: str) -> np.ndarray:

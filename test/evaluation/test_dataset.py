@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from efficientmfd_ros.core.image_codec import ImageConversionError, thermal_to_uint8
 from efficientmfd_ros.core.metrics_fusion import fusion_metrics
 from efficientmfd_ros.evaluation.dataset import (
     FUSION_KEYS,
@@ -16,7 +17,6 @@ from efficientmfd_ros.evaluation.dataset import (
     FusionMeans,
     baseline_fused,
     evaluate_dataset,
-    thermal_to_uint8,
 )
 from efficientmfd_ros.model import ModelConfig, build_model, save_checkpoint
 from efficientmfd_ros.runtime import Detections, load_detector
@@ -77,7 +77,7 @@ def test_thermal_to_uint8():
     assert thermal_to_uint8(eight) is eight
     wide = np.array([[1000, 2000, 3000, 5000]], np.uint16)
     np.testing.assert_array_equal(thermal_to_uint8(wide, (2000, 4000)), [[0, 0, 128, 255]])
-    with pytest.raises(EvaluationError, match='uint8 or uint16'):
+    with pytest.raises(ImageConversionError, match='uint8 or uint16'):
         thermal_to_uint8(np.zeros((2, 2), np.float32))
 
 
