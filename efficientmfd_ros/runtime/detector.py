@@ -127,11 +127,15 @@ class FusionDetector:
         return Detections(boxes, scores, labels, fused, dict(timings))
 
     def warmup(self, frames: int = 2):
-        """Run ``frames`` blank frames (cuDNN autotuning, lazy initialization) before real work."""
+        """Run ``frames`` blank frames (cuDNN autotuning, lazy initialization) before real work,
+        through both paths a node takes: with the fused image and, where the model fuses,
+        without it (a fusion-free graph or session has its own first-run cost)."""
         h, w = self.input_size
         rgb, thermal = np.zeros((h, w, 3), np.uint8), np.zeros((h, w), np.uint8)
         for _ in range(frames):
             self.infer(rgb, thermal, fuse=self.has_fusion)
+            if self.has_fusion:
+                self.infer(rgb, thermal, fuse=False)
 
     def _fusion_available(self) -> bool:
         if self.has_fusion:

@@ -69,6 +69,18 @@ def test_fuse_false_skips_the_fusion_stage(detector, frame_pair):
     np.testing.assert_array_equal(result.boxes, with_fusion.boxes)
 
 
+def test_warmup_runs_the_fused_and_the_fusion_free_path(detector, monkeypatch):
+    calls = []
+    real_infer = detector.infer
+
+    def infer(rgb, thermal, fuse=True):
+        calls.append(fuse)
+        return real_infer(rgb, thermal, fuse=fuse)
+    monkeypatch.setattr(detector, 'infer', infer)
+    detector.warmup(2)
+    assert calls == [True, False, True, False]
+
+
 def test_thresholds_change_at_run_time_and_bad_values_change_nothing(detector, frame_pair):
     many = detector.infer(*frame_pair)
     detector.set_thresholds(max_detections=2)
