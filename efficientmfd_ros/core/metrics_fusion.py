@@ -31,6 +31,10 @@ Undefined cases (a VIFp reference or both Q^AB/F sources without any variation) 
 import cv2
 import numpy as np
 
+STANDARD_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim')
+PAPER_KEYS = ('paper_mi', 'paper_vif')
+ALL_KEYS = STANDARD_KEYS + PAPER_KEYS  # every key of fusion_metrics(), in report order
+
 
 class MetricInputError(ValueError):
     """Images that the fusion metrics cannot score; the message names the problem."""

@@ -15,10 +15,10 @@ import numpy as np
 from efficientmfd_ros.core import metrics_fusion
 from efficientmfd_ros.core.image_codec import thermal_to_uint8
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
-from efficientmfd_ros.core.metrics_fusion import MetricInputError, fusion_metrics
+from efficientmfd_ros.core.metrics_fusion import STANDARD_KEYS, MetricInputError, fusion_metrics
 from efficientmfd_ros.evaluation.drawing import annotate, fit_width
 
-FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim')
+FUSION_KEYS = STANDARD_KEYS  # the bag report's: the paper's variants are left out
 
 
 @dataclass

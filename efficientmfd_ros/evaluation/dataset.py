@@ -32,12 +32,12 @@ from tqdm import tqdm
 
 from efficientmfd_ros.core.image_codec import thermal_to_uint8
 from efficientmfd_ros.core.metrics_coco import DetectionEvaluator
-from efficientmfd_ros.core.metrics_fusion import fusion_metrics
+from efficientmfd_ros.core.metrics_fusion import ALL_KEYS, fusion_metrics
 from efficientmfd_ros.model.color import fused_to_rgb, rgb_to_luma
 from efficientmfd_ros.model.pyramid import laplacian_fuse
 
 LOG = logging.getLogger('efficientmfd_ros.evaluation.dataset')
-FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'vif', 'qabf', 'ssim', 'paper_mi', 'paper_vif')
+FUSION_KEYS = ALL_KEYS
 BASELINES = ('average', 'maximum', 'laplacian')
 BLANKABLE = ('rgb', 'thermal')
 LAPLACIAN_BASELINE_LEVELS = 6  # the best of 4-6 on both validation sets

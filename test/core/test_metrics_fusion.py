@@ -28,6 +28,13 @@ def _half_half(shape=(96, 96), axis=1, levels=(0, 255)):
 Q_PERFECT = (0.9994 / (1 + math.exp(-15 * 0.5))) * (0.9879 / (1 + math.exp(-22 * 0.2)))
 
 
+def test_fusion_metrics_returns_exactly_the_declared_keys():
+    rng = np.random.default_rng(0)
+    vis, ir = (rng.integers(0, 256, (96, 96), dtype=np.uint8) for _ in range(2))
+    assert tuple(mf.fusion_metrics(vis, ir, np.maximum(vis, ir))) == mf.ALL_KEYS
+    assert mf.ALL_KEYS == mf.STANDARD_KEYS + mf.PAPER_KEYS
+
+
 def test_entropy_of_two_and_four_level_images():
     assert mf.en(_half_half()) == pytest.approx(1.0)
     four = np.repeat(np.array([[0, 60, 120, 250]], np.uint8), 8, axis=0)
