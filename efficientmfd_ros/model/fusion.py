@@ -6,6 +6,8 @@ inputs and its decoder predicts a correction to it (zero at initialisation): the
 every edge of either camera at no training cost, and the learned part spends its capacity on what
 the pyramid cannot know, the object-aware intensity of the paper's loss (warm targets bright).
 """
+import typing
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -94,8 +96,9 @@ class ORPPTFusion(nn.Module):
                                      nn.Conv2d(widths[-1], 1, 3, padding=1))
         if self.uses_prior:
             # The untrained network outputs the prior itself.
-            nn.init.zeros_(self.decoder[-1].weight)
-            nn.init.zeros_(self.decoder[-1].bias)
+            last = typing.cast(nn.Conv2d, self.decoder[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(typing.cast(torch.Tensor, last.bias))
 
     def prior(self, y: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         """The classical fusion the decoder corrects, `(B,1,H,W)` in [0,1]."""
@@ -111,6 +114,7 @@ class ORPPTFusion(nn.Module):
             if part.shape[-2:] != size:
                 part = expand(part, size)
             total = part if total is None else total + part
+        assert total is not None  # at least one region level (FusionConfig.validate)
         return F.relu(total + self.reduce_bias)
 
     def highlight_gate(self, levels: list[torch.Tensor], size) -> torch.Tensor:
@@ -123,7 +127,7 @@ class ORPPTFusion(nn.Module):
     def forward(self, y: torch.Tensor, thermal: torch.Tensor,
                 levels: list[torch.Tensor]) -> torch.Tensor:
         prior = self.prior(y, thermal) if self.uses_prior else None
-        stacked = torch.cat([y, thermal] + ([prior] if self.uses_prior else []), dim=1)
+        stacked = torch.cat([y, thermal] + ([] if prior is None else [prior]), dim=1)
         pixels = self.pixel(stacked)
         out = self.decoder(pixels * self.highlight_gate(levels, pixels.shape[-2:]))
         if not self.uses_prior:

@@ -1,5 +1,6 @@
 """CFDP detection head: a DiffusionDet-style iterative head over noised proposal boxes."""
 import math
+import typing
 
 import torch
 from torch import nn
@@ -103,7 +104,7 @@ class CFDPHead(nn.Module):
             if param.dim() > 1:
                 nn.init.xavier_uniform_(param)
         bias = -math.log((1 - cfg.prior_prob) / cfg.prior_prob)
-        for stage in self.stages:
+        for stage in typing.cast(typing.Iterable[HeadStage], self.stages):
             nn.init.constant_(stage.class_logits.bias, bias)
 
     def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor, t: torch.Tensor):

@@ -60,6 +60,7 @@ class MultiLevelRoIAlign(nn.Module):
             part = self._pool(feat, rois, level_id)
             part = part * (assigned == level_id).to(part.dtype)[:, None, None, None]
             pooled = part if pooled is None else pooled + part
+        assert pooled is not None  # levels is never empty
         return pooled
 
     def _pool(self, feat, rois, level_id):
@@ -166,6 +167,8 @@ class DynamicInteraction(nn.Module):
 
 class TimeEmbedding(nn.Module):
     """Sinusoidal embedding of the diffusion step then an MLP: `t (B,) -> (B, 4*dim)`."""
+
+    freqs: torch.Tensor  # buffer, (dim // 2,) float32
 
     def __init__(self, dim: int):
         super().__init__()

@@ -5,6 +5,8 @@ activations; folding each BatchNorm into the convolution before it and running c
 removes most of it. The rewritten model computes the same function (to float rounding) but its
 state dict no longer matches a checkpoint: never save it.
 """
+import typing
+
 import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
@@ -53,7 +55,8 @@ def fold_batchnorm(module: nn.Module, example: torch.Tensor) -> int:
     module.eval()
     count = 0
     for conv_name, norm_name in _conv_norm_pairs(module, example):
-        conv, norm = module.get_submodule(conv_name), module.get_submodule(norm_name)
+        conv = typing.cast(nn.Conv2d, module.get_submodule(conv_name))
+        norm: typing.Any = module.get_submodule(norm_name)  # BatchNorm2d or FrozenBatchNorm2d
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
         bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
         conv.weight.mul_(scale.reshape(-1, 1, 1, 1))

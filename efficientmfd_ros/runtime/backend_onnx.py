@@ -67,7 +67,7 @@ class OnnxRuntimeBackend(Backend):
             providers = [('CUDAExecutionProvider', {'device_id': index,
                                                     'user_compute_stream': str(stream)})]
         elif self.device.type == 'cpu':
-            providers = ['CPUExecutionProvider']
+            providers = [('CPUExecutionProvider', {})]
         else:
             raise BackendUnavailableError(f'onnxruntime backend: unsupported device {device}')
         self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
@@ -81,7 +81,7 @@ class OnnxRuntimeBackend(Backend):
                                      f'weights of {onnx_path} at the same size and precision')
             self.detect_session = ort.InferenceSession(str(detect_only_path), options,
                                                        providers=providers)
-        self._outputs = {}
+        self._outputs: dict[str, object] = {}
 
     def run(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
         names = ['pred_logits', 'pred_boxes'] + (['fused_rgb'] if fuse and self.info.has_fusion

@@ -96,7 +96,7 @@ class TorchBackend(Backend):
         self.info = ModelInfo(class_names=tuple(cfg.class_names), input_hw=self.input_hw,
                               num_proposals=cfg.head.num_proposals, has_fusion=True,
                               normalization=cfg.normalization, noise_seed=cfg.head.noise_seed)
-        self._graphs = None
+        self._graphs: dict[str, torch.cuda.CUDAGraph] | None = None
         if self.fast:
             self._prepare_fast()
 
@@ -195,7 +195,7 @@ class TorchBackend(Backend):
                 if stage == 'fusion' and not fuse:
                     continue
                 with timer.stage(stage):
-                    graph = self._graphs.get(stage)
+                    graph = (self._graphs or {}).get(stage)
                     if graph is not None:
                         graph.replay()
                     else:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 import logging
 from pathlib import Path
 import time
+import typing
 
 import numpy as np
 import torch
@@ -99,8 +100,9 @@ class FusionDetector:
         """Change postprocessing at run time (``score_threshold`` is an alias of ``score``);
         ValueError, with nothing changed, for an invalid value."""
         score = score_threshold if score_threshold is not None else score
-        changes = {k: v for k, v in (('score_threshold', score), ('nms_iou', nms_iou),
-                                     ('max_detections', max_detections)) if v is not None}
+        changes: dict[str, typing.Any] = {
+            k: v for k, v in (('score_threshold', score), ('nms_iou', nms_iou),
+                              ('max_detections', max_detections)) if v is not None}
         self._post = replace(self._post, **changes)
 
     def infer(self, rgb: np.ndarray, thermal: np.ndarray, fuse: bool = True) -> Detections:

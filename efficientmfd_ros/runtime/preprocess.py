@@ -162,7 +162,7 @@ class Preprocessor:
         self._host: dict[tuple, torch.Tensor] = {}
         self._grids: dict[tuple, torch.Tensor] = {}
         self._homography = None if cfg.homography is None else np.asarray(cfg.homography)
-        self._frame = None
+        self._frame: tuple[torch.Tensor, torch.Tensor, tuple[int, ...]] | None = None
 
     def __call__(self, rgb: np.ndarray, thermal: np.ndarray):
         """Returns ``(rgb (1,3,h,w) float32, thermal (1,1,h,w) float32, InputTransform)``."""

@@ -20,7 +20,7 @@ class StageTimer:
 
     def __init__(self, device: torch.device):
         self._cuda = torch.device(device).type == 'cuda'
-        self._events: list[tuple[str, object, object]] = []
+        self._events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
         self._cpu_ms: dict[str, float] = {}
 
     @contextmanager
