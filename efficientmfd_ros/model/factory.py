@@ -12,6 +12,7 @@ import torch
 from efficientmfd_ros import __version__
 from efficientmfd_ros.model.config import ModelConfig, ModelConfigError
 from efficientmfd_ros.model.efficientmfd import EfficientMFD
+from efficientmfd_ros.model.safe_load import load_weights_only
 
 REQUIRED_KEYS = ('model', 'model_config', 'class_names', 'input_size', 'normalization',
                  'train_config', 'code_version')
@@ -79,14 +80,9 @@ def _state_as(state: dict, dtype: torch.dtype | None) -> dict:
 
 def read_checkpoint(path, map_location='cpu') -> dict:
     """The checkpoint dict at `path`, checked for the required keys; CheckpointError otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f'checkpoint not found: {path}')
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f'cannot read checkpoint {path} (corrupt, truncated or not a '
-                              f'weights-only torch file): {exc}') from exc
+    ckpt = load_weights_only(path, CheckpointError, 'checkpoint not found',
+                             'cannot read checkpoint (corrupt, truncated or not a weights-only '
+                             'torch file)', map_location)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'{path}: expected a checkpoint dict, got {type(ckpt).__name__}')
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

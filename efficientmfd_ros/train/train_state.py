@@ -10,6 +10,8 @@ import random
 
 import torch
 
+from efficientmfd_ros.model.safe_load import load_weights_only
+
 STATE_VERSION = 1
 
 
@@ -48,13 +50,8 @@ def save_state(path, **state):
 
 
 def load_state(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise TrainStateError(f'no training state to resume from at {path}')
-    try:
-        state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:
-        raise TrainStateError(f'cannot read training state {path}: {exc}') from exc
+    state = load_weights_only(path, TrainStateError, 'no training state to resume from at',
+                              'cannot read training state')
     if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
         raise TrainStateError(f'{path} is not a version-{STATE_VERSION} training state')
     return state
