@@ -6,6 +6,7 @@ as BGR and ``8UC1`` as grey, as cv_bridge does. Every bad input raises ``ImageCo
 """
 from array import array as py_array
 from dataclasses import dataclass
+import typing
 
 import cv2
 import numpy as np
@@ -61,7 +62,7 @@ class ImageFields:
     data: bytes
 
 
-def _spec(encoding):
+def _spec(encoding: str) -> tuple[np.dtype, int]:
     if encoding not in ENCODINGS:
         raise ImageConversionError(
             f'unsupported encoding {encoding!r}; supported: {", ".join(ENCODINGS)}')
@@ -69,7 +70,7 @@ def _spec(encoding):
     return np.dtype(dtype), channels
 
 
-def _as_bytes(data):
+def _as_bytes(data: typing.Any) -> np.ndarray:
     """View any buffer rclpy or a caller may hand over as a flat uint8 array, without copying."""
     if isinstance(data, np.ndarray):
         return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
@@ -83,7 +84,8 @@ def _as_bytes(data):
         raise ImageConversionError(f'data of type {type(data).__name__} is not a buffer') from exc
 
 
-def image_to_numpy(height, width, encoding, is_bigendian, step, data):
+def image_to_numpy(height: int, width: int, encoding: str, is_bigendian: bool | int, step: int,
+                   data: object) -> np.ndarray:
     """Decode sensor_msgs/Image fields into a new array that never aliases ``data``.
 
     Returns ``(height, width)`` for one-channel encodings, else ``(height, width, C)``, dtype
@@ -113,7 +115,7 @@ def image_to_numpy(height, width, encoding, is_bigendian, step, data):
     return pixels.reshape(shape)
 
 
-def _check_array(array, encoding):
+def _check_array(array: np.ndarray, encoding: str) -> np.ndarray:
     """Validate that ``array`` holds an image of ``encoding``; return it as (H, W, C)."""
     dtype, channels = _spec(encoding)
     if not isinstance(array, np.ndarray):
@@ -132,11 +134,11 @@ def _check_array(array, encoding):
     return array
 
 
-def _native(array):
+def _native(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder('='))
 
 
-def numpy_to_image(array, encoding):
+def numpy_to_image(array: np.ndarray, encoding: str) -> ImageFields:
     """Encode an array as sensor_msgs/Image fields: little-endian, unpadded rows."""
     array = _check_array(array, encoding)
     height, width, channels = array.shape
@@ -146,7 +148,7 @@ def numpy_to_image(array, encoding):
         step=width * channels * array.dtype.itemsize, data=little.tobytes())
 
 
-def _compression_of(fmt):
+def _compression_of(fmt: str) -> str:
     """'jpeg' or 'png' from an image_transport format string like 'rgb8; jpeg compressed bgr8'."""
     text = str(fmt).lower()
     if 'compresseddepth' in text:
@@ -159,7 +161,7 @@ def _compression_of(fmt):
         f'unsupported compressed format {fmt!r}; supported: {", ".join(_COMPRESSIONS)}')
 
 
-def compressed_to_numpy(fmt, data):
+def compressed_to_numpy(fmt: str, data: object) -> tuple[np.ndarray, str]:
     """Decode sensor_msgs/CompressedImage ``format`` and ``data`` with OpenCV.
 
     Returns ``(array, encoding)``: colour as ``(H, W, 3)`` uint8 'rgb8' (alpha dropped), grey as
@@ -189,7 +191,8 @@ def compressed_to_numpy(fmt, data):
         'only 8-bit colour and 8/16-bit grey are supported')
 
 
-def numpy_to_compressed(array, encoding, fmt='jpeg', jpeg_quality=95, png_level=3):
+def numpy_to_compressed(array: np.ndarray, encoding: str, fmt: str = 'jpeg',
+                        jpeg_quality: int = 95, png_level: int = 3) -> tuple[str, bytes]:
     """Encode an array as sensor_msgs/CompressedImage ``(format, data)``.
 
     The format string is written as image_transport's compressed publisher writes it, e.g.
@@ -218,7 +221,7 @@ def numpy_to_compressed(array, encoding, fmt='jpeg', jpeg_quality=95, png_level=
     return f'{encoding}; {fmt} compressed {target}', buffer.tobytes()
 
 
-def as_rgb8(array, encoding):
+def as_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     """Return ``(H, W, 3)`` uint8 RGB from any 8-bit encoding.
 
     bgr8 and 8UC3 (taken as BGR) are reordered, alpha is dropped, mono8/8UC1 are replicated.
@@ -234,7 +237,8 @@ def as_rgb8(array, encoding):
     return cv2.cvtColor(np.ascontiguousarray(image), code)
 
 
-def as_thermal(array, encoding, float_range=None):
+def as_thermal(array: np.ndarray, encoding: str,
+               float_range: tuple[float, float] | None = None) -> np.ndarray:
     """Return a one-channel thermal image ``(H, W)`` uint8 or uint16.
 
     mono8/8UC1/mono16/16UC1 pass through. Colour encodings (a grey or false-colour thermal camera
@@ -257,7 +261,8 @@ def as_thermal(array, encoding, float_range=None):
     return cv2.cvtColor(as_rgb8(array, encoding), cv2.COLOR_RGB2GRAY)
 
 
-def thermal_input(array, encoding, float_range=None):
+def thermal_input(array: np.ndarray, encoding: str,
+                  float_range: tuple[float, float] | None = None) -> np.ndarray:
     """The thermal image as the detector takes it, for the node and offline evaluation alike:
     ``as_thermal``, except that 32FC1 (mapped through ``float_range``) comes out as uint8, so a
     detector's 16-bit counts range (``thermal_counts_*``) never applies to it a second time."""
@@ -265,7 +270,8 @@ def thermal_input(array, encoding, float_range=None):
     return thermal_to_uint8(thermal) if encoding == '32FC1' else thermal
 
 
-def thermal_to_uint8(thermal, counts_range=(0.0, 65535.0)):
+def thermal_to_uint8(thermal: np.ndarray,
+                     counts_range: tuple[float, float] = (0.0, 65535.0)) -> np.ndarray:
     """uint8 ``HxW`` of a uint8 (unchanged) or uint16 thermal image, ``counts_range=(lo, hi)``
     mapped to 0..255 and clipped, as the runtime maps uint16 thermal to [0, 1]; the one
     16-to-8-bit thermal conversion (metrics, bags, 32FC1 input)."""

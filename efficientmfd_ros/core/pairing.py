@@ -22,16 +22,17 @@ from dataclasses import asdict, dataclass, field
 import itertools
 import math
 import numbers
+import typing
 
 _NS = 1_000_000_000
 
 
-def stamp_to_s(sec, nanosec):
+def stamp_to_s(sec: int, nanosec: int) -> float:
     """builtin_interfaces/Time fields -> float seconds."""
     return int(sec) + int(nanosec) * 1e-9
 
 
-def s_to_stamp(stamp_s):
+def s_to_stamp(stamp_s: float) -> tuple[int, int]:
     """Float seconds -> builtin_interfaces/Time ``(sec, nanosec)``, ``0 <= nanosec < 1e9``."""
     sec, nanosec = divmod(round(float(stamp_s) * _NS), _NS)
     return int(sec), int(nanosec)
@@ -45,7 +46,7 @@ class Pair:
     items: tuple
 
     @property
-    def spread_s(self):
+    def spread_s(self) -> float:
         return max(self.stamps) - min(self.stamps)
 
 
@@ -60,18 +61,19 @@ class PairingStats:
     ``received == pairs + evicted + unmatched + pending``.
     """
 
-    received: list = field(default_factory=list)
-    evicted: list = field(default_factory=list)
-    unmatched: list = field(default_factory=list)
-    duplicates: list = field(default_factory=list)
+    received: list[int] = field(default_factory=list)
+    evicted: list[int] = field(default_factory=list)
+    unmatched: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
     pairs: int = 0
     resets: int = 0
 
     @classmethod
-    def zeros(cls, num_inputs):
-        return cls(*([0] * num_inputs for _ in range(4)))
+    def zeros(cls, num_inputs: int) -> 'PairingStats':
+        return cls(received=[0] * num_inputs, evicted=[0] * num_inputs,
+                   unmatched=[0] * num_inputs, duplicates=[0] * num_inputs)
 
-    def snapshot(self):
+    def snapshot(self) -> dict:
         """A plain dict copy (lists copied), safe to log or serialise."""
         return asdict(self)
 
@@ -83,8 +85,8 @@ class ApproximatePairer:
     timing anomalies (gaps, bursts, reordering, jumps); only on a bad index or a non-finite stamp.
     """
 
-    def __init__(self, num_inputs=2, queue_size=10, slop_s=0.05, max_backwards_s=1.0,
-                 match_wait_s=0.0):
+    def __init__(self, num_inputs: int = 2, queue_size: int = 10, slop_s: float = 0.05,
+                 max_backwards_s: float = 1.0, match_wait_s: float = 0.0):
         if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs < 2:
             raise ValueError(f'num_inputs must be an int >= 2, got {num_inputs!r}')
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
@@ -97,19 +99,21 @@ class ApproximatePairer:
         if not isinstance(match_wait_s, numbers.Real) or isinstance(match_wait_s, bool) or not (
                 0 <= match_wait_s < math.inf):
             raise ValueError(f'match_wait_s must be a finite number >= 0, got {match_wait_s!r}')
-        self.num_inputs = num_inputs
+        self.num_inputs: int = num_inputs
         self.queue_size = queue_size
         self.slop_s = float(slop_s)
         self.max_backwards_s = float(max_backwards_s)
         # integer nanoseconds keep stamp identity and comparisons exact, as ROS Time does
-        self._slop_ns = round(self.slop_s * _NS)
-        self._back_ns = math.inf if math.isinf(max_backwards_s) else round(max_backwards_s * _NS)
-        self._wait_ns = round(float(match_wait_s) * _NS)
-        self._queues = [{} for _ in range(num_inputs)]  # stamp_ns -> (stamp_s, item)
-        self._newest = [None] * num_inputs
-        self.stats = PairingStats.zeros(num_inputs)
+        self._slop_ns: int = round(self.slop_s * _NS)
+        self._back_ns: float = (math.inf if math.isinf(max_backwards_s)
+                                else round(max_backwards_s * _NS))
+        self._wait_ns: int = round(float(match_wait_s) * _NS)
+        # stamp_ns -> (stamp_s, item), per input
+        self._queues: list[dict[int, tuple[float, object]]] = [{} for _ in range(num_inputs)]
+        self._newest: list[int | None] = [None] * num_inputs
+        self.stats: PairingStats = PairingStats.zeros(num_inputs)
 
-    def add(self, input_index, stamp_s, item):
+    def add(self, input_index: int, stamp_s: float, item: object) -> list[Pair]:
         """Queue ``item`` stamped ``stamp_s`` seconds on input ``input_index``; return any pair."""
         if isinstance(input_index, bool) or not isinstance(input_index, numbers.Integral) or not (
                 0 <= input_index < self.num_inputs):
@@ -140,7 +144,7 @@ class ApproximatePairer:
             return []  # the newcomer was itself the oldest and got evicted
         return self._match(input_index, stamp_ns)
 
-    def _match(self, index, stamp_ns):
+    def _match(self, index: int, stamp_ns: int) -> list[Pair]:
         candidates = []
         for other, queue in enumerate(self._queues):
             if other == index:
@@ -157,13 +161,13 @@ class ApproximatePairer:
                 return [self._take(stamps)]
         return []
 
-    def _take(self, stamps) -> Pair:
+    def _take(self, stamps: typing.Sequence[int]) -> Pair:
         """Remove the messages at ``stamps`` (one per input, ns) from the queues as a Pair."""
         taken = [queue.pop(s) for queue, s in zip(self._queues, stamps)]
         self.stats.pairs += 1
         return Pair(stamps=tuple(t[0] for t in taken), items=tuple(t[1] for t in taken))
 
-    def _best(self):
+    def _best(self) -> tuple[int, ...] | None:
         """The queued combination of smallest spread below slop (oldest on a tie), or None."""
         best = None
         for stamps in itertools.product(*(sorted(q) for q in self._queues)):
@@ -172,10 +176,10 @@ class ApproximatePairer:
                 best = ((spread, max(stamps)), stamps)
         return None if best is None else best[1]
 
-    def _release(self):
+    def _release(self) -> list[Pair]:
         """Emit every held best match (smallest spread first) that is settled or past the wait
         bound."""
-        out = []
+        out: list[Pair] = []
         while True:
             stamps = self._best()
             if stamps is None:
@@ -192,25 +196,27 @@ class ApproximatePairer:
                     del queue[old]
                     self.stats.unmatched[index] += 1
 
-    def _discard_all(self):
+    def _discard_all(self) -> None:
         for index, queue in enumerate(self._queues):
             self.stats.unmatched[index] += len(queue)
             queue.clear()
         self._newest = [None] * self.num_inputs
 
-    def flush(self):
+    def flush(self) -> None:
         """Discard everything queued (counted as unmatched) and forget the newest stamps."""
         self._discard_all()
 
-    def pending(self):
+    def pending(self) -> list[int]:
         """Queued message count per input."""
         return [len(queue) for queue in self._queues]
 
-    def snapshot(self):
+    def snapshot(self) -> dict:
         """``stats.snapshot()`` plus ``pending`` per input."""
         return {**self.stats.snapshot(), 'pending': self.pending()}
 
 
-def _positive(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and not math.isnan(value) and value > 0)
+def _positive(value: typing.Any) -> bool:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    number = float(value)
+    return not math.isnan(number) and number > 0
