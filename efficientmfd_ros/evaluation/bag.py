@@ -65,6 +65,9 @@ def build_parser():
     parser.add_argument('--match-wait-s', type=float, default=SyncConfig.match_wait_s,
                         help="hold a match this long for a closer partner (the node's "
                              'approximate_sync_wait_s; 0: greedy)')
+    parser.add_argument('--max-waiting-pairs', type=int, default=1,
+                        help="live: the node's max_waiting_pairs (1, its default: the freshest "
+                             'pair runs next; more: fewer pairs lost after a slow inference)')
     parser.add_argument('--fusion-samples', type=int, default=16,
                         help='fusion metrics on about this many evenly spread pairs')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -204,7 +207,8 @@ def _run_live(args, sync):
                    'approximate_sync_tolerance_s': sync.slop_s, 'queue_size': sync.queue_size,
                    'max_backwards_s': sync.max_backwards_s,
                    'approximate_sync_wait_s': sync.match_wait_s, 'backend': args.backend,
-                   'device': args.device, 'fused_image_every_n': fused_every}
+                   'device': args.device, 'fused_image_every_n': fused_every,
+                   'max_waiting_pairs': args.max_waiting_pairs}
     config = LiveConfig(rate=args.rate, namespace=args.namespace,
                         use_running_node=args.use_running_node, node_params=node_params)
     bar = tqdm(total=total, desc='live replay (waiting for the node)', unit='msg',
@@ -226,6 +230,7 @@ def _live_extra(outputs, after_pair, args):
     arrivals = sorted(a for a, _ in outputs.detections.values())
     span = (arrivals[-1] - arrivals[0]) / 1e9 if len(arrivals) > 1 else 0.0
     return {'rate': args.rate, 'node_ready_s': outputs.ready_s,
+            'max_waiting_pairs': args.max_waiting_pairs,
             'output_rate_hz': (len(arrivals) - 1) / span if span > 0 else None,
             'latency_after_pair_ms': latency_summary(after_pair),
             'node_diagnostics': outputs.diagnostics, 'output_bag': str(outputs.output_bag)}

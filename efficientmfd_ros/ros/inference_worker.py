@@ -1,11 +1,13 @@
 """One worker thread that runs inference off the executor, newest job first, never out of order.
 
-The executor's callbacks only ``submit``; the worker holds at most one job in flight and one
-waiting. A newer job replaces the waiting one (the replaced job is counted ``superseded``); a job
+The executor's callbacks only ``submit``; the worker holds at most one job in flight and
+``max_waiting`` waiting (1 by default). A newer job beyond them drops the oldest waiting one
+(counted ``superseded``), so with one waiting the freshest job always runs next; a job
 older than the one in flight, the last one done or the one waiting is refused (``stale``), so
 outputs never go back in time. ``reset_order()`` forgets the ordering after a stamp jump (a bag
 loop), so the jobs of the new timeline are accepted. ROS-free: ``process(job)`` does the work.
 """
+from collections import deque
 from dataclasses import dataclass
 import threading
 
@@ -34,12 +36,15 @@ class InferenceWorker:
     keeps running. ``start()`` and ``stop()`` may be called repeatedly (activate / deactivate).
     """
 
-    def __init__(self, process, on_error=None, name='efficientmfd_inference'):
+    def __init__(self, process, on_error=None, name='efficientmfd_inference', max_waiting=1):
         self._process = process
         self._on_error = on_error
         self._name = name
         self._cond = threading.Condition()
-        self._waiting = None
+        if int(max_waiting) < 1:
+            raise ValueError(f'max_waiting must be >= 1, got {max_waiting}')
+        self._waiting: deque = deque()
+        self._max_waiting = int(max_waiting)
         self._busy = False
         self._last_stamp = None  # newest stamp started since the last reset
         self._running = False
@@ -63,9 +68,8 @@ class InferenceWorker:
             if not self._running:
                 return True
             self._running = False
-            if self._waiting is not None:
-                self.counts.superseded += 1
-                self._waiting = None
+            self.counts.superseded += len(self._waiting)
+            self._waiting.clear()
             self._cond.notify_all()
         self._thread.join(timeout_s)
         alive = self._thread.is_alive()
@@ -81,9 +85,9 @@ class InferenceWorker:
         timeline is dropped."""
         with self._cond:
             self._last_stamp = None
-            if self._waiting is not None:
-                self.counts.superseded += 1
-                self._waiting = None
+            if self._waiting:
+                self.counts.superseded += len(self._waiting)
+                self._waiting.clear()
                 self._cond.notify_all()
 
     def submit(self, job):
@@ -91,16 +95,17 @@ class InferenceWorker:
         with self._cond:
             self.counts.submitted += 1
             newest = self._last_stamp
-            if self._waiting is not None:
-                newest = self._waiting.stamp_s if newest is None else max(
-                    newest, self._waiting.stamp_s)
+            if self._waiting:
+                newest = self._waiting[-1].stamp_s if newest is None else max(
+                    newest, self._waiting[-1].stamp_s)
             if not self._running or (newest is not None and job.stamp_s <= newest):
                 self.counts.stale += 1
                 return 'stale'
-            replaced = self._waiting is not None
+            replaced = len(self._waiting) >= self._max_waiting
             if replaced:
+                self._waiting.popleft()
                 self.counts.superseded += 1
-            self._waiting = job
+            self._waiting.append(job)
             self._cond.notify_all()
             return 'replaced' if replaced else 'queued'
 
@@ -108,16 +113,16 @@ class InferenceWorker:
         """Block until nothing is waiting or in flight; False on timeout."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._waiting is None and not self._busy, timeout_s)
+                lambda: not self._waiting and not self._busy, timeout_s)
 
     def _loop(self):
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._waiting is not None or not self._running)
+                self._cond.wait_for(lambda: bool(self._waiting) or not self._running)
                 if not self._running:
                     self._cond.notify_all()
                     return
-                job, self._waiting = self._waiting, None
+                job = self._waiting.popleft()
                 self._busy = True
                 self._last_stamp = job.stamp_s if self._last_stamp is None else max(
                     self._last_stamp, job.stamp_s)

@@ -97,7 +97,8 @@ class MfdNode(Node):
         self._processor = PairProcessor(
             self._detector, self._outputs,
             self._stats, self._problems, self.config, compressed)
-        self._worker = InferenceWorker(self._processor.process, on_error=self._on_worker_error)
+        self._worker = InferenceWorker(self._processor.process, on_error=self._on_worker_error,
+                                       max_waiting=self.config.max_waiting_pairs)
         self._intake = Intake(self.config, self._stats, self._worker, self._problems, compressed)
         self._diag_timer = self.create_timer(self.config.diagnostics_period_s, self._diagnose,
                                              clock=self._steady)

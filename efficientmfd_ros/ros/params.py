@@ -169,6 +169,9 @@ PARAMETERS = (
     Param('thermal_to_rgb_homography', list(IDENTITY_3X3), 'Row-major 3x3 homography taking '
           'thermal pixels to RGB pixels; identity requires equal image sizes',
           check=_check_homography, constraints='9 finite values, non-singular'),
+    Param('max_waiting_pairs', 1, 'Pairs kept waiting while one is inferred; a newer pair '
+          'beyond them drops the oldest. 1: always the freshest, lowest latency; more: fewer '
+          'pairs lost after a slow inference, at more latency', 1, 10),
     Param('fused_image_every_n', 1, 'Publish fused/image for one pair in n (fusion runs only '
           'then, and only with a subscriber)', 1, 10000, applies='live'),
     Param('class_id_as_name', False, 'Detection class_id is the class name instead of the '

@@ -48,6 +48,9 @@ def build_parser():
     parser.add_argument('--rate', type=float, default=1.0, help='replay speed factor')
     parser.add_argument('--mode', choices=('live', 'offline'), default='live')
     parser.add_argument('--video', action='store_true', help='also write an MP4')
+    parser.add_argument('--max-waiting-pairs', type=int, default=2,
+                        help="live: the node's max_waiting_pairs (default 2: a replay scores "
+                             'every pair, so the demo trades some latency for fewer drops)')
     return parser
 
 
@@ -89,8 +92,10 @@ def main(argv=None):
         eval_dir = out / 'eval'
         _fresh(eval_dir)
         eval_args = ['--bag', str(bag), '--weights', str(weights), '--out', str(eval_dir),
-                     '--mode', args.mode, '--rate', str(args.rate)]
-        print(f'[demo] evaluating ({args.mode}) with {weights}')
+                     '--mode', args.mode, '--rate', str(args.rate),
+                     '--max-waiting-pairs', str(args.max_waiting_pairs)]
+        print(f'[demo] evaluating ({args.mode}) with {weights}'
+              + (f', max_waiting_pairs {args.max_waiting_pairs}' if args.mode == 'live' else ''))
         metrics = evaluate(eval_parser().parse_args(eval_args + (['--video'] if args.video
                                                                  else [])))
     except (BagError, FrameSourceError, LiveRunError, ModelLoadError) as exc:

@@ -1,4 +1,4 @@
-"""The inference worker: one job in flight, newest waiting job wins, never out of order."""
+"""The inference worker: one job in flight, newest waiting jobs win, never out of order."""
 import threading
 import time
 
@@ -51,6 +51,31 @@ def test_newest_waiting_job_wins_and_drops_are_counted(gated):
     assert gate.done == [1.0, 4.0]
     counts = worker.counts
     assert (counts.submitted, counts.processed, counts.superseded, counts.stale) == (4, 2, 2, 0)
+
+
+def test_two_waiting_jobs_run_in_order_and_a_third_drops_the_oldest():
+    gate = Gate()
+    worker = InferenceWorker(gate, max_waiting=2)
+    worker.start()
+    try:
+        assert worker.submit(Job(1.0, None)) == 'queued'
+        assert gate.started.acquire(timeout=5)  # 1.0 is in flight
+        assert worker.submit(Job(2.0, None)) == 'queued'
+        assert worker.submit(Job(3.0, None)) == 'queued'
+        assert worker.submit(Job(4.0, None)) == 'replaced'  # 2.0 dropped, 3.0 and 4.0 wait
+        assert worker.submit(Job(3.5, None)) == 'stale'
+        for _ in range(3):
+            gate.release.release()
+        assert worker.wait_idle(5)
+        assert gate.done == [1.0, 3.0, 4.0]
+        counts = worker.counts
+        assert (counts.processed, counts.superseded, counts.stale) == (3, 1, 1)
+    finally:
+        for _ in range(5):
+            gate.release.release()
+        assert worker.stop(5)
+    with pytest.raises(ValueError, match='max_waiting'):
+        InferenceWorker(gate, max_waiting=0)
 
 
 def test_older_jobs_than_in_flight_or_waiting_are_refused(gated):
