@@ -18,11 +18,11 @@ class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names it."""
 
 
-def _type_name(tp) -> str:
+def _type_name(tp: typing.Any) -> str:
     return getattr(tp, '__name__', None) or str(tp).replace('typing.', '')
 
 
-def _coerce(value, tp, where):
+def _coerce(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -78,7 +78,8 @@ def _coerce(value, tp, where):
     raise ConfigError(f'{where}: unsupported field type {_type_name(tp)}')
 
 
-def from_plain(cls, data, where='config', root=True, error=ConfigError):
+def from_plain(cls: typing.Any, data: typing.Any, where: str = 'config', root: bool = True,
+               error: type[Exception] = ConfigError) -> typing.Any:
     """An instance of dataclass `cls` from the dict `data` (missing keys keep their defaults).
 
     `where` names `data` in messages; keys of a `root` mapping are named bare, those of a nested
@@ -92,7 +93,7 @@ def from_plain(cls, data, where='config', root=True, error=ConfigError):
         raise error(str(exc)) from None
 
 
-def _from_plain(cls, data, where, root):
+def _from_plain(cls: typing.Any, data: typing.Any, where: str, root: bool) -> typing.Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -118,7 +119,7 @@ def _from_plain(cls, data, where, root):
         raise ConfigError(f'{where}: {exc}') from exc
 
 
-def to_plain(obj):
+def to_plain(obj: typing.Any) -> typing.Any:
     """Dataclasses -> dicts and tuples -> lists, recursively (YAML- and JSON-safe)."""
     if is_dataclass(obj):
         return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
@@ -146,7 +147,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     return path, value
 
 
-def apply_overrides(cls, data: dict, overrides) -> dict:
+def apply_overrides(cls: type, data: dict, overrides: typing.Iterable[str]) -> dict:
     """A copy of plain `data` with each `--key=value` of `overrides` set.
 
     Keys are checked against the dataclass `cls` so a typo names the known keys.
@@ -154,7 +155,8 @@ def apply_overrides(cls, data: dict, overrides) -> dict:
     data = yaml.safe_load(yaml.safe_dump(data or {}))
     for text in overrides:
         path, value = parse_override(text)
-        node, node_cls = data, cls
+        node: dict = data
+        node_cls: typing.Any = cls
         for depth, part in enumerate(path):
             names = {f.name for f in fields(node_cls)} if node_cls else None
             if names is not None and part not in names:

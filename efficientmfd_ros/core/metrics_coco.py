@@ -22,6 +22,7 @@ import copy
 import io
 import json
 from pathlib import Path
+import typing
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -35,7 +36,7 @@ class CocoInputError(ValueError):
     """Detections or ground truth that cannot be turned into COCO records; names the problem."""
 
 
-def _boxes(array, name):
+def _boxes(array: typing.Any, name: str) -> np.ndarray:
     if not np.size(array):
         return np.zeros((0, 4))
     boxes = np.asarray(array, dtype=np.float64).reshape(-1, 4)
@@ -44,7 +45,7 @@ def _boxes(array, name):
     return boxes
 
 
-def _labels(array, count, num_classes, name):
+def _labels(array: typing.Any, count: int, num_classes: int, name: str) -> np.ndarray:
     labels = np.asarray(array, dtype=np.int64).reshape(-1)
     if labels.shape[0] != count:
         raise CocoInputError(f'{name}: {labels.shape[0]} labels for {count} boxes')
@@ -54,7 +55,7 @@ def _labels(array, count, num_classes, name):
     return labels
 
 
-def _xywh(box):
+def _xywh(box: typing.Sequence[float]) -> list[float]:
     x1, y1, x2, y2 = (float(v) for v in box)
     return [x1, y1, x2 - x1, y2 - y1]
 
@@ -62,15 +63,18 @@ def _xywh(box):
 class DetectionEvaluator:
     """Collects ground truth and detections image by image, then runs ``COCOeval`` bbox."""
 
-    def __init__(self, class_names):
+    def __init__(self, class_names: typing.Sequence[str]):
         if not class_names:
             raise CocoInputError('class_names must name at least one class')
         self.class_names = list(class_names)
-        self._images, self._annotations, self._results = [], [], []
-        self._coco_ids = {}
+        self._images: list[dict] = []
+        self._annotations: list[dict] = []
+        self._results: list[dict] = []
+        self._coco_ids: dict[int, int] = {}
 
-    def add(self, image_id, image_hw, gt_boxes, gt_labels, pred_boxes=(), pred_scores=(),
-            pred_labels=()):
+    def add(self, image_id: int, image_hw: tuple[int, int], gt_boxes: typing.Any,
+            gt_labels: typing.Any, pred_boxes: typing.Any = (), pred_scores: typing.Any = (),
+            pred_labels: typing.Any = ()) -> None:
         """One image: ``image_hw`` (H, W); ``gt_boxes`` (K,4) and ``pred_boxes`` (N,4) ``xyxy``
         pixels, ``gt_labels`` (K,) / ``pred_labels`` (N,) 0-based ints, ``pred_scores`` (N,)."""
         if image_id in self._coco_ids:
@@ -99,17 +103,18 @@ class DetectionEvaluator:
             self._results.append({'image_id': coco_id, 'category_id': int(label) + 1,
                                   'bbox': _xywh(box), 'score': float(score)})
 
-    def ground_truth(self):
+    def ground_truth(self) -> dict:
         """The COCO annotation dict (``images``, ``annotations``, ``categories``)."""
         categories = [{'id': i + 1, 'name': n} for i, n in enumerate(self.class_names)]
         return {'images': list(self._images), 'annotations': list(self._annotations),
                 'categories': categories}
 
-    def results(self):
+    def results(self) -> list[dict]:
         """The COCO results list: ``{image_id, category_id, bbox [x, y, w, h], score}``."""
         return list(self._results)
 
-    def evaluate(self, out_dir=None, verbose=False, max_dets=100):
+    def evaluate(self, out_dir: str | Path | None = None, verbose: bool = False,
+                 max_dets: int = 100) -> dict:
         """Run COCOeval (see ``evaluate_coco``); with ``out_dir`` also write the two COCO files."""
         gt, results = self.ground_truth(), self.results()
         if out_dir is not None:
@@ -117,7 +122,8 @@ class DetectionEvaluator:
         return evaluate_coco(gt, results, verbose=verbose, max_dets=max_dets)
 
 
-def write_coco_files(ground_truth, results, out_dir):
+def write_coco_files(ground_truth: dict, results: list[dict],
+                     out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``ground_truth.json`` and ``predictions.json`` under ``out_dir`` (created)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +132,8 @@ def write_coco_files(ground_truth, results, out_dir):
     return out / 'ground_truth.json', out / 'predictions.json'
 
 
-def evaluate_files(gt_json, pred_json, verbose=False, max_dets=100):
+def evaluate_files(gt_json: str | Path, pred_json: str | Path, verbose: bool = False,
+                   max_dets: int = 100) -> dict:
     """Re-score a ``ground_truth.json`` / ``predictions.json`` pair (as written above)."""
     with open(gt_json) as f:
         gt = json.load(f)
@@ -135,12 +142,13 @@ def evaluate_files(gt_json, pred_json, verbose=False, max_dets=100):
     return evaluate_coco(gt, results, verbose=verbose, max_dets=max_dets)
 
 
-def _mean_valid(values):
+def _mean_valid(values: typing.Any) -> float | None:
     valid = values[values > -1]
     return float(valid.mean()) if valid.size else None
 
 
-def evaluate_coco(ground_truth, results, verbose=False, max_dets=100):
+def evaluate_coco(ground_truth: dict, results: list[dict], verbose: bool = False,
+                  max_dets: int = 100) -> dict:
     """COCOeval bbox of a COCO annotation dict and a results list; see the module docstring."""
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     categories = sorted(ground_truth['categories'], key=lambda c: c['id'])

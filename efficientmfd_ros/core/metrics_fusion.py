@@ -51,7 +51,7 @@ _EPS = 1e-10
 VIF_MIN_SIDE = 81
 
 
-def luminance(image):
+def luminance(image: np.ndarray) -> np.ndarray:
     """HSV V channel (``max`` over RGB) of ``image`` as uint8 ``HxW``.
 
     ``image``: uint8 ``HxW``/``HxWx1``/``HxWx3`` RGB, or float in [0, 1] (rounded to 0..255).
@@ -70,27 +70,27 @@ def luminance(image):
     raise MetricInputError(f'unsupported image dtype {img.dtype}: use uint8 or float in [0, 1]')
 
 
-def _hist_entropy(counts):
+def _hist_entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0].astype(np.float64)
     p /= p.sum()
     return float(-(p * np.log2(p)).sum())
 
 
-def _joint_counts(a, b):
+def _joint_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bincount(a.ravel().astype(np.int64) * 256 + b.ravel(), minlength=65536)
 
 
-def en(u):
+def en(u: np.ndarray) -> float:
     """Entropy (bits) of the 256-bin histogram of the uint8 luminance ``u``."""
     return _hist_entropy(np.bincount(luminance(u).ravel(), minlength=256))
 
 
-def sd(u):
+def sd(u: np.ndarray) -> float:
     """Population standard deviation of the luminance ``u`` (0..255 scale)."""
     return float(luminance(u).astype(np.float64).std())
 
 
-def sf(u):
+def sf(u: np.ndarray) -> float:
     """Spatial frequency ``sqrt(RF^2 + CF^2)`` of the luminance ``u`` (0..255 scale)."""
     f = luminance(u).astype(np.float64)
     rf2 = np.mean(np.diff(f, axis=1) ** 2) if f.shape[1] > 1 else 0.0
@@ -98,40 +98,40 @@ def sf(u):
     return float(np.sqrt(rf2 + cf2))
 
 
-def joint_entropy(a, b):
+def joint_entropy(a: np.ndarray, b: np.ndarray) -> float:
     """Joint entropy ``H(a, b)`` in bits from the 256x256 joint histogram of two luminances."""
     return _hist_entropy(_joint_counts(luminance(a), luminance(b)))
 
 
-def mutual_information(a, b):
+def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     """``MI(a, b) = H(a) + H(b) - H(a, b)`` in bits, 256-bin histograms."""
     return en(a) + en(b) - joint_entropy(a, b)
 
 
-def mi(x, y, u):
+def mi(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """Standard fusion MI: ``MI(x,u) + MI(y,u)`` in bits."""
     return mutual_information(x, u) + mutual_information(y, u)
 
 
-def paper_mi(x, y, u):
+def paper_mi(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """The EfficientMFD paper's "MI": joint entropies ``H(x,u) + H(y,u)`` in bits."""
     return joint_entropy(x, u) + joint_entropy(y, u)
 
 
-def _gaussian_window(size, sigma):
+def _gaussian_window(size: int, sigma: float) -> np.ndarray:
     ax = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     k = np.exp(-(ax[:, None] ** 2 + ax[None, :] ** 2) / (2.0 * sigma * sigma))
     return k / k.sum()
 
 
-def _filter_valid(img, window):
+def _filter_valid(img: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Correlation keeping only positions where the window lies inside the image (odd window)."""
     r = window.shape[0] // 2
     out = cv2.filter2D(img, cv2.CV_64F, window, borderType=cv2.BORDER_REFLECT)
     return out[r:img.shape[0] - r, r:img.shape[1] - r]
 
 
-def _ssim_single(a, b):
+def _ssim_single(a: np.ndarray, b: np.ndarray) -> float:
     a = a.astype(np.float64)
     b = b.astype(np.float64)
     if min(a.shape) < 11:
@@ -147,17 +147,17 @@ def _ssim_single(a, b):
     return float(np.mean(num / den))
 
 
-def ssim_pair(a, b):
+def ssim_pair(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM (Wang et al. 2004, Gaussian 11 / σ 1.5) of two luminances, in [-1, 1]."""
     return _ssim_single(luminance(a), luminance(b))
 
 
-def ssim(x, y, u):
+def ssim(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """Fusion SSIM as fusion papers report it: the sum ``SSIM(x,u) + SSIM(y,u)`` (mean = half)."""
     return ssim_pair(x, u) + ssim_pair(y, u)
 
 
-def _vif_scales(ref, dist, noise):
+def _vif_scales(ref: np.ndarray, dist: np.ndarray, noise: float) -> list:
     """Per-scale maps ``(info_with_distortion, info_without, gain)`` of Sheikh-Bovik pixel VIF."""
     if min(ref.shape) < VIF_MIN_SIDE:
         raise MetricInputError(f'VIF needs images of at least {VIF_MIN_SIDE} pixels a side, '
@@ -194,7 +194,7 @@ def _vif_scales(ref, dist, noise):
     return maps
 
 
-def vifp(ref, dist):
+def vifp(ref: np.ndarray, dist: np.ndarray) -> float:
     """Pixel-domain multi-scale VIF (Sheikh & Bovik), ``ref`` the source, ``dist`` the fused image.
 
     ``sum over scales and pixels of info_with_distortion / info_without``; 1 for ``dist == ref``.
@@ -206,12 +206,12 @@ def vifp(ref, dist):
     return float(num / den) if den > 0 else float('nan')
 
 
-def paper_vif(x, y, u):
+def paper_vif(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """The EfficientMFD paper's "VIF": ``VIFp(x,u) + VIFp(y,u)``."""
     return vifp(x, u) + vifp(y, u)
 
 
-def vif(x, y, u):
+def vif(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """VIFF (Han et al. 2013) of ``u`` given the sources ``x`` and ``y``; 1 when all are equal."""
     x, y, u = _same_shape(luminance(x), luminance(y), luminance(u))
     maps_x = _vif_scales(x, u, VIFF_NOISE)
@@ -225,7 +225,7 @@ def vif(x, y, u):
     return float(np.dot(VIFF_SCALE_WEIGHTS, per_scale))
 
 
-def _sobel(img):
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = img.astype(np.float64)
     gx = cv2.Sobel(f, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
     gy = cv2.Sobel(f, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
@@ -235,7 +235,8 @@ def _sobel(img):
     return magnitude, angle
 
 
-def _edge_preservation(g_src, a_src, g_fused, a_fused):
+def _edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_fused: np.ndarray,
+                       a_fused: np.ndarray) -> np.ndarray:
     c = QABF_CONSTANTS
     larger = np.maximum(g_src, g_fused)
     smaller = np.minimum(g_src, g_fused)
@@ -247,7 +248,7 @@ def _edge_preservation(g_src, a_src, g_fused, a_fused):
     return q_g * q_a
 
 
-def qabf(x, y, u):
+def qabf(x: np.ndarray, y: np.ndarray, u: np.ndarray) -> float:
     """Xydeas-Petrovic Q^AB/F: how well ``u`` keeps the edges of ``x`` and ``y``, in [0, 1]."""
     x, y, u = _same_shape(luminance(x), luminance(y), luminance(u))
     gx_, ax_ = _sobel(x)
@@ -263,14 +264,14 @@ def qabf(x, y, u):
     return float(num / den)
 
 
-def _same_shape(*images):
+def _same_shape(*images: np.ndarray) -> tuple[np.ndarray, ...]:
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise MetricInputError(f'images must have the same height and width, got {sorted(shapes)}')
     return images
 
 
-def fusion_metrics(vis, ir, fused):
+def fusion_metrics(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> dict[str, float]:
     """All fusion metrics of one pair as a dict of floats (keys as in the module docstring).
 
     ``vis``: uint8 HxWx3 RGB or HxW grey (or float [0, 1]); ``ir``: HxW grey; ``fused``: RGB or
