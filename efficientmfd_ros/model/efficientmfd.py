@@ -1,4 +1,6 @@
 """EfficientMFD: shared backbone + FPN, ORPPT fusion and the CFDP diffusion detection head."""
+import typing
+
 import torch
 from torch import nn
 
@@ -51,7 +53,7 @@ class EfficientMFD(nn.Module):
         return self.cfg.head.num_proposals
 
     @staticmethod
-    def check_inputs(rgb: torch.Tensor, thermal: torch.Tensor):
+    def check_inputs(rgb: torch.Tensor, thermal: torch.Tensor) -> None:
         """Raise ValueError unless `rgb (B,3,H,W)` and `thermal (B,1,H,W)` float, H, W % 32 == 0.
 
         Skipped while tracing or exporting, where shapes are fixed by the example inputs.
@@ -119,7 +121,7 @@ class EfficientMFD(nn.Module):
         return self.fusion(rgb_to_luma(rgb), thermal, levels)
 
     def make_noise_boxes(self, batch: int, generator: torch.Generator | None = None,
-                         device=None, seed: int | None = None,
+                         device: torch.device | str | None = None, seed: int | None = None,
                          num: int | None = None) -> torch.Tensor:
         """Initial noise boxes z_T `(batch, N, 4)` float32 (standard normal, signal space);
         N is `num`, default `head.num_proposals`.
@@ -137,7 +139,8 @@ class EfficientMFD(nn.Module):
             noise = torch.randn(batch, n, 4, generator=generator)
         return noise.to(device if device is not None else self.pixel_mean.device)
 
-    def detect(self, feats: list[torch.Tensor], image_hw, noise_boxes: torch.Tensor) -> dict:
+    def detect(self, feats: list[torch.Tensor], image_hw: typing.Sequence[int],
+               noise_boxes: torch.Tensor) -> dict:
         """DDIM sampling of the head from `noise_boxes (B,N,4)` (see `make_noise_boxes`).
 
         `image_hw = (H, W)` of the network input. Returns `dict(pred_logits (B,N,C),
@@ -149,7 +152,7 @@ class EfficientMFD(nn.Module):
                              f'got {tuple(noise_boxes.shape)}')
         image_hw = (int(image_hw[0]), int(image_hw[1]))
 
-        def run_head(boxes, t):
+        def run_head(boxes: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.head(feats, boxes, t)[-1]
 
         logits, boxes = self.diffusion.sample(run_head, noise_boxes.float(), image_hw)
@@ -187,7 +190,7 @@ class EfficientMFD(nn.Module):
                 'aux_outputs': aux, 'noised_boxes': noised, 't': t_all}
 
     def forward(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor,
-                run_fusion: bool = True):
+                run_fusion: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Inference/export entry: `(pred_logits (B,N,C), pred_boxes (B,N,4) xyxy pixels,
         fused_rgb (B,3,H,W) in [0,1] or None)`; no data-dependent control flow."""
         feats = self.extract(rgb, thermal)

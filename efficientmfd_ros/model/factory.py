@@ -6,6 +6,7 @@ trainer adds. It is written atomically and read with `torch.load(weights_only=Tr
 """
 import os
 from pathlib import Path
+import typing
 
 import torch
 
@@ -30,7 +31,7 @@ def build_model(cfg: ModelConfig, load_backbone_weights: bool = True) -> Efficie
     return EfficientMFD(cfg, load_backbone_weights=load_backbone_weights)
 
 
-def save_checkpoint(path, model: EfficientMFD, cfg: ModelConfig | None = None,
+def save_checkpoint(path: str | Path, model: EfficientMFD, cfg: ModelConfig | None = None,
                     extra: dict | None = None, weights_dtype: torch.dtype | None = None) -> Path:
     """Write `model`'s weights and configuration to `path` atomically (temporary file + rename).
 
@@ -78,7 +79,7 @@ def _state_as(state: dict, dtype: torch.dtype | None) -> dict:
     return out
 
 
-def read_checkpoint(path, map_location='cpu') -> dict:
+def read_checkpoint(path: str | Path, map_location: typing.Any = 'cpu') -> dict:
     """The checkpoint dict at `path`, checked for the required keys; CheckpointError otherwise."""
     ckpt = load_weights_only(path, CheckpointError, 'checkpoint not found',
                              'cannot read checkpoint (corrupt, truncated or not a weights-only '
@@ -91,7 +92,8 @@ def read_checkpoint(path, map_location='cpu') -> dict:
     return ckpt
 
 
-def load_checkpoint(path, map_location='cpu'):
+def load_checkpoint(path: str | Path,
+                    map_location: typing.Any = 'cpu') -> tuple[EfficientMFD, ModelConfig, dict]:
     """Rebuild the model from a checkpoint alone: `(model in eval mode, ModelConfig, ckpt dict)`.
 
     The model is moved to `map_location` when that names a device.

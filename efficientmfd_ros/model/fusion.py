@@ -117,7 +117,8 @@ class ORPPTFusion(nn.Module):
         assert total is not None  # at least one region level (FusionConfig.validate)
         return F.relu(total + self.reduce_bias)
 
-    def highlight_gate(self, levels: list[torch.Tensor], size) -> torch.Tensor:
+    def highlight_gate(self, levels: list[torch.Tensor],
+                       size: typing.Sequence[int]) -> torch.Tensor:
         """`1 + sigmoid(highlight(regions))`, `(B, pixel_channels, H, W)`: the PFMM features are
         scaled by it (`p * h + p`). Computed at the region features' resolution and upsampled
         once, which costs a fraction of working on full-resolution region features."""

@@ -16,7 +16,8 @@ from efficientmfd_ros.model.head_layers import (
 SCALE_CLAMP = math.log(100000.0 / 16)
 
 
-def apply_deltas(deltas: torch.Tensor, boxes: torch.Tensor, weights) -> torch.Tensor:
+def apply_deltas(deltas: torch.Tensor, boxes: torch.Tensor,
+                 weights: typing.Sequence[float]) -> torch.Tensor:
     """Move `boxes (...,4)` xyxy pixels by `deltas (...,4)`: (dx, dy, dw, dh) times `weights`.
 
     Centres shift by dx * width, dy * height; sizes scale by exp(dw), exp(dh) (clamped).
@@ -68,7 +69,9 @@ class HeadStage(nn.Module):
         self.class_logits = nn.Linear(d, cfg.num_classes)
         self.box_deltas = nn.Linear(d, 4)
 
-    def forward(self, levels, boxes, proposals, time):
+    def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor,
+                proposals: torch.Tensor | None,
+                time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, num = boxes.shape[:2]
         rois = self.pooler(levels, boxes)
         rois = rois.flatten(2).transpose(1, 2)
@@ -107,7 +110,8 @@ class CFDPHead(nn.Module):
         for stage in typing.cast(typing.Iterable[HeadStage], self.stages):
             nn.init.constant_(stage.class_logits.bias, bias)
 
-    def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor, t: torch.Tensor):
+    def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor,
+                t: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         time = self.time_embedding(t)
         proposals = None
         outputs = []

@@ -8,6 +8,7 @@ graph is being captured, while torch's CUDA sync debug mode is set, or inside `s
 import contextlib
 import contextvars
 import math
+import typing
 
 import torch
 from torch import nn
@@ -63,14 +64,15 @@ class MultiLevelRoIAlign(nn.Module):
         assert pooled is not None  # levels is never empty
         return pooled
 
-    def _pool(self, feat, rois, level_id):
+    def _pool(self, feat: torch.Tensor, rois: torch.Tensor, level_id: int) -> torch.Tensor:
         # Under autocast roi_align runs in float32 by itself; keep the box coordinates precise.
         if not torch.is_autocast_enabled(feat.device.type):
             rois = rois.to(feat.dtype)
         return roi_align(feat, rois, self.output_size, 1.0 / 2 ** level_id, self.sampling_ratio,
                          aligned=True)
 
-    def _pool_selected(self, levels, rois, assigned):
+    def _pool_selected(self, levels: list[torch.Tensor], rois: torch.Tensor,
+                       assigned: torch.Tensor) -> torch.Tensor:
         """Eager path: each box pooled on its own level only; equal to the masked sum."""
         size = self.output_size
         pooled = levels[0].new_zeros(rois.shape[0], levels[0].shape[1], size, size)
@@ -91,7 +93,7 @@ _FORCE_SYNC_FREE = contextvars.ContextVar('efficientmfd_force_sync_free', defaul
 
 
 @contextlib.contextmanager
-def sync_free_paths():
+def sync_free_paths() -> typing.Iterator[None]:
     """Within this block `avoid_host_sync` is true on every device, so the code paths a CUDA-graph
     capture takes also run on the CPU (how the tests compare them with the eager paths)."""
     token = _FORCE_SYNC_FREE.set(True)

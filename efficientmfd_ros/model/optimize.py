@@ -18,13 +18,15 @@ def _conv_norm_pairs(module: nn.Module, example: torch.Tensor) -> list[tuple[str
     """(conv name, norm name) pairs where the norm is applied directly to the conv's output,
     found by running `example` through `module` once."""
     names = {id(m): n for n, m in module.named_modules()}
-    produced, pairs, hooks = {}, [], []
+    produced: dict[int, tuple[str, torch.Tensor]] = {}
+    pairs: list[tuple[str, str]] = []
+    hooks: list = []
 
     # Outputs are kept referenced so that no later tensor can reuse a recorded id.
-    def on_conv(mod, _inputs, output):
+    def on_conv(mod: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
         produced[id(output)] = (names[id(mod)], output)
 
-    def on_norm(mod, inputs, _output):
+    def on_norm(mod: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
         source = produced.get(id(inputs[0]))
         if source is not None and source[1] is inputs[0]:
             pairs.append((source[0], names[id(mod)]))

@@ -8,6 +8,8 @@ Plain convolutions and interpolation: it runs on any device and exports to ONNX.
 
 Images are float `(B,1,H,W)`, values in [0,1] for fusion.
 """
+import typing
+
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +38,7 @@ def downsample(img: torch.Tensor) -> torch.Tensor:
     return F.conv2d(_pad2(_pad2(img, 2), 3), kernel, stride=2)
 
 
-def expand(img: torch.Tensor, size) -> torch.Tensor:
+def expand(img: torch.Tensor, size: typing.Sequence[int]) -> torch.Tensor:
     """Bilinear upsampling of a coarser level to `size = (H, W)`."""
     # Plain ints: an exported graph then has fixed sizes instead of computing them at run time.
     size = (int(size[0]), int(size[1]))
