@@ -13,6 +13,9 @@ import typing
 
 import yaml
 
+# scalar field types taken as they are, and how a message names them
+_EXACT = {bool: 'true or false', int: 'an integer', str: 'a string'}
+
 
 class ConfigError(ValueError):
     """A configuration key or value is invalid; the message names it."""
@@ -53,13 +56,10 @@ def _coerce(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
         if not isinstance(value, dict):
             raise ConfigError(f'{where} must be a mapping, got {value!r}')
         return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f'{where} must be true or false, got {value!r}')
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f'{where} must be an integer, got {value!r}')
+    if tp in _EXACT:
+        # bool is an int to Python, never to a config
+        if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
+            raise ConfigError(f'{where} must be {_EXACT[tp]}, got {value!r}')
         return value
     if tp is float:
         if isinstance(value, str):
@@ -71,10 +71,6 @@ def _coerce(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f'{where} must be a number, got {value!r}')
         return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f'{where} must be a string, got {value!r}')
-        return value
     raise ConfigError(f'{where}: unsupported field type {_type_name(tp)}')
 
 
