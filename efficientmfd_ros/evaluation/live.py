@@ -93,14 +93,21 @@ def resolve_namespace(config):
     return '' if config.use_running_node else f'efficientmfd_eval_{os.getpid()}'
 
 
-def start_node(weights, config, log_path, env):
-    cmd = [sys.executable, '-m', NODE_MODULE, '--ros-args', '-p',
-           f'model_path:={Path(weights).resolve()}']
-    for name, value in config.node_params.items():
+def node_command(params, namespace=''):
+    """The argv that runs efficientmfd_node in a fresh interpreter with ``params`` ({name:
+    value}, booleans as true/false) in ``namespace`` (none when empty): the one way this
+    package and its tests start the node as a process."""
+    cmd = [sys.executable, '-m', NODE_MODULE, '--ros-args']
+    for name, value in params.items():
         cmd += ['-p', f'{name}:={_param_text(value)}']
-    namespace = resolve_namespace(config)
     if namespace:
         cmd += ['-r', f'__ns:={_topic(namespace, "")}']
+    return cmd
+
+
+def start_node(weights, config, log_path, env):
+    cmd = node_command({'model_path': Path(weights).resolve(), **config.node_params},
+                       resolve_namespace(config))
     log = open(log_path, 'w')
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True), log

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,6 +15,13 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 NODE_LIMIT_S = 600
+# This process's own DDS participants (the test clients) too: loopback only, and the shipped
+# profile whose shared-memory segment holds full-size images (`./dev test` sets the same; a plain
+# `pytest` run would otherwise drop 1280x1024 best-effort images silently).
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
+os.environ.setdefault('FASTDDS_DEFAULT_PROFILES_FILE',
+                      str(PROJECT_ROOT / 'config' / 'fastdds_loopback.xml'))
 
 
 def ros_domain_id():
@@ -55,14 +61,11 @@ class NodeProcess:
     """``python -m efficientmfd_ros.ros.node_main`` in a child process, output to a log file."""
 
     def __init__(self, env, log_path, params):
-        args = []
-        for key, value in params.items():
-            args += ['-p', f'{key}:={value}']
+        from efficientmfd_ros.evaluation.live import node_command
         self.log_path = Path(log_path)
         self._log = open(self.log_path, 'wb')
         self.proc = subprocess.Popen(
-            ['timeout', '-k', '5', str(NODE_LIMIT_S), sys.executable, '-m',
-             'efficientmfd_ros.ros.node_main', '--ros-args', *args],
+            ['timeout', '-k', '5', str(NODE_LIMIT_S), *node_command(params)],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
 
     def output(self):

@@ -99,10 +99,10 @@ def test_compressed_inputs_with_a_16_bit_thermal(ros_client, rng):
 ])
 def test_invalid_start_parameters_exit_with_one_clear_line(ros_env, override, fragment):
     import subprocess
-    import sys
+
+    from efficientmfd_ros.evaluation.live import node_command
     done = subprocess.run(
-        ['timeout', '-k', '5', '60', sys.executable, '-m', 'efficientmfd_ros.ros.node_main',
-         '--ros-args', '-p', 'model_path:=unused.pt', '-p', override],
+        ['timeout', '-k', '5', '60', *node_command({'model_path': 'unused.pt'}), '-p', override],
         env=ros_env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output
