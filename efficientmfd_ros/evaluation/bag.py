@@ -138,7 +138,8 @@ def evaluate(args):
             pairing = run_offline(reader, detector, collector, args.rgb_topic,
                                   args.thermal_topic, sync, progress=not args.quiet)
         else:
-            outputs = _run_live(args, sync)
+            fused_every = live_fused_every(args, reader.topics[args.rgb_topic].count)
+            outputs = _run_live(args, sync, reader, fused_every)
             class_names = outputs.class_names or _checkpoint_classes(args.weights)
             backend = outputs.diagnostics.get('backend', args.backend)
             device = outputs.diagnostics.get('device', args.device)
@@ -146,9 +147,8 @@ def evaluate(args):
             collector = _collector(args, reader, class_names, gt, fused_every_pair=False)
             pairing, after_pair = feed_live(reader, outputs, collector, args.rgb_topic,
                                             args.thermal_topic, sync)
-            extra = _live_extra(outputs, after_pair, args)
-            extra['fused_image_every_n'] = live_fused_every(
-                args, reader.topics[args.rgb_topic].count)
+            extra = {**_live_extra(outputs, after_pair, args),
+                     'fused_image_every_n': fused_every}
         rgb_total = reader.topics[args.rgb_topic].count
     if collector.video is not None:
         collector.video.close()
@@ -193,15 +193,12 @@ def _load_detector(args):
                              f'{str(exc).splitlines()[0] if str(exc) else ""}') from exc
 
 
-def _run_live(args, sync):
-    """The node publishes fused/image only for the pairs whose fusion metrics are taken (the
-    fusion-free graph runs for the others, as for a deployment with fused_image_every_n > 1);
-    with --video every pair has one."""
+def _run_live(args, sync, reader, fused_every):
+    """The node publishes fused/image every ``fused_every`` pairs (``live_fused_every``: only
+    those whose fusion metrics are taken; the fusion-free graph runs for the others, as for a
+    deployment with fused_image_every_n > 1). ``reader``: the bag, open, for the progress total."""
     from tqdm import tqdm
-    with BagReader(args.bag) as reader:
-        rgb_count = reader.topics[args.rgb_topic].count
-        total = rgb_count + reader.topics[args.thermal_topic].count
-    fused_every = live_fused_every(args, rgb_count)
+    total = reader.topics[args.rgb_topic].count + reader.topics[args.thermal_topic].count
     node_params = {'score_threshold': args.score_threshold,
                    'nms_iou_threshold': args.nms_iou, 'max_detections': args.max_detections,
                    'approximate_sync_tolerance_s': sync.slop_s, 'queue_size': sync.queue_size,
@@ -237,8 +234,10 @@ def _live_extra(outputs, after_pair, args):
 
 
 def _checkpoint_classes(weights):
-    import torch
-    return list(torch.load(weights, map_location='cpu', weights_only=True)['class_names'])
+    from efficientmfd_ros.model.safe_load import load_weights_only
+    checkpoint = load_weights_only(weights, ModelLoadError, 'model file not found',
+                                   'cannot read the class names of')
+    return list(checkpoint['class_names'])
 
 
 def headline(metrics, out):
