@@ -2,13 +2,15 @@
 
     ./dev run python benchmarks/detection_draws.py --weights A.pt [B.pt ...]
         [--range 010033..010040] [--seeds 0 1 2 3 4] [--num-proposals 100]
-        [--blank none rgb thermal] [--json OUT]
+        [--blank none rgb thermal] [--input-size H W] [--json OUT]
 
 Each checkpoint is scored on the same frames with the trainer's validation code
 (`train/validation.py`: frames resized to the network input, boxes scored there with
 pycocotools), once per noise draw; `--blank rgb` feeds the RGB camera as zeros (the node's
-degraded mode), `thermal` likewise. Prints per-draw AP50, the mean and spread (max - min) of AP50
-and the mean AP50:95, per checkpoint and blanking; `--json` writes the same numbers.
+degraded mode), `thermal` likewise; `--input-size` scores at another network input than the
+checkpoint's (the network is convolutional, boxes are read at the tensor's size). Prints
+per-draw AP50, the mean and spread (max - min) of AP50 and the mean AP50:95, per checkpoint and
+blanking; `--json` writes the same numbers.
 """
 import argparse
 from contextlib import nullcontext
@@ -43,11 +45,12 @@ class Blanked:
             yield batch
 
 
-def score(weights, data, id_range, seeds, num_proposals, blanks) -> dict:
+def score(weights, data, id_range, seeds, num_proposals, blanks, input_size=None) -> dict:
     model, cfg, _ = load_checkpoint(weights)
+    size = tuple(input_size) if input_size else tuple(cfg.input_size)
     spec = {'root': str(data), 'name': 'frames', 'label_format': 'voc', 'split': id_range,
             'class_names': list(cfg.class_names)}
-    loader = DataLoader(build_datasets([spec], resize_to(tuple(cfg.input_size))), batch_size=4,
+    loader = DataLoader(build_datasets([spec], resize_to(size)), batch_size=4,
                         collate_fn=PairCollate())
     eval_cfg = EvalConfig(fusion_metrics=(), noise_seeds=tuple(seeds),
                           num_proposals=num_proposals, score_threshold=0.001)
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
                         help="noise boxes per image; 0: each checkpoint's own")
     parser.add_argument('--blank', nargs='+', choices=('none', 'rgb', 'thermal'),
                         default=['none'])
+    parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
+                        help="network input (multiples of 32); default: each checkpoint's own")
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
@@ -81,7 +86,7 @@ def main(argv=None) -> int:
     print(f'{"weights":<44}{"blank":>8}{"AP50":>7}{"spread":>8}{"AP50:95":>9}  per draw')
     for weights in args.weights:
         results[weights] = score(weights, args.data, args.id_range, args.seeds,
-                                 args.num_proposals, args.blank)
+                                 args.num_proposals, args.blank, args.input_size)
         for blank, r in results[weights].items():
             per = ' '.join(f'{v:.3f}' for v in r['map50_per_seed'])
             print(f'{str(weights)[-44:]:<44}{blank:>8}{r["map50"]:>7.3f}'

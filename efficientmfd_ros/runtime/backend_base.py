@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from efficientmfd_ros.runtime.timing import StageTimer
+
 PRECISIONS = ('fp32', 'fp16')
 
 
@@ -37,7 +39,8 @@ class NetworkOutput:
     fused_rgb: torch.Tensor | None
 
 
-def make_noise_boxes(num_proposals: int, seed: int, device='cpu') -> torch.Tensor:
+def make_noise_boxes(num_proposals: int, seed: int,
+                     device: str | torch.device = 'cpu') -> torch.Tensor:
     """The fixed initial boxes z_T ``(1, N, 4)`` float32: standard normal samples of the diffusion
     signal space (see ``model/diffusion.py``), drawn once from a CPU generator seeded with ``seed``
     so every backend, device and run starts from the same boxes."""
@@ -45,7 +48,7 @@ def make_noise_boxes(num_proposals: int, seed: int, device='cpu') -> torch.Tenso
     return torch.randn((1, int(num_proposals), 4), generator=generator).to(device)
 
 
-def check_precision(precision: str):
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
 
@@ -64,7 +67,7 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor, fuse: bool,
-            timer) -> NetworkOutput:
+            timer: StageTimer) -> NetworkOutput:
         """rgb ``(1, 3, h, w)`` and thermal ``(1, 1, h, w)`` float32 in [0, 1] on ``device``;
         noise_boxes ``(1, N, 4)`` float32; ``timer`` a :class:`~.timing.StageTimer` to record
         stages in. The fused output is computed only when ``fuse`` (where the backend can skip

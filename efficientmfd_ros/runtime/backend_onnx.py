@@ -5,7 +5,10 @@ explicit request never falls back to the CPU silently); inputs and outputs are t
 CUDA tensors with IO binding, and onnxruntime runs on torch's current stream, so nothing crosses to
 the host until postprocessing. ``fuse=False`` fetches only the detection outputs.
 """
+from pathlib import Path
 import time
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,9 +17,10 @@ from efficientmfd_ros.runtime.backend_base import Backend, NetworkOutput, check_
 from efficientmfd_ros.runtime.errors import BackendUnavailableError, ModelFileError
 from efficientmfd_ros.runtime.export import check_io_contract, model_info, read_sidecar
 from efficientmfd_ros.runtime.threads import ort_cpu_options
+from efficientmfd_ros.runtime.timing import StageTimer
 
 
-def import_onnxruntime():
+def import_onnxruntime() -> ModuleType:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -36,8 +40,9 @@ def cuda_provider_available() -> bool:
 class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
 
-    def __init__(self, onnx_path, device='cpu', precision: str = 'fp32', threads: int = 0,
-                 detect_only_path=None):
+    def __init__(self, onnx_path: str | Path, device: str | torch.device = 'cpu',
+                 precision: str = 'fp32', threads: int = 0,
+                 detect_only_path: str | Path | None = None) -> None:
         """``precision`` must match the export (``fp16`` needs a ``--fp16`` export);
         ``threads=0``: as many intra-op threads as this process's CPUs, without spin-waiting
         (``runtime/threads.py``). ``detect_only_path``: an export of the same weights without
@@ -81,9 +86,10 @@ class OnnxRuntimeBackend(Backend):
                                      f'weights of {onnx_path} at the same size and precision')
             self.detect_session = ort.InferenceSession(str(detect_only_path), options,
                                                        providers=providers)
-        self._outputs: dict[str, object] = {}
+        self._outputs: dict[str, torch.Tensor] = {}
 
-    def run(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
+    def run(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor, fuse: bool,
+            timer: StageTimer) -> NetworkOutput:
         names = ['pred_logits', 'pred_boxes'] + (['fused_rgb'] if fuse and self.info.has_fusion
                                                  else [])
         feeds = {'rgb': rgb, 'thermal': thermal, 'noise_boxes': noise_boxes}
@@ -100,7 +106,8 @@ class OnnxRuntimeBackend(Backend):
         timer.add_ms('network', (time.perf_counter() - t0) * 1e3)
         return NetworkOutput(results[0], results[1], results[2] if len(results) > 2 else None)
 
-    def _run_cuda(self, session, feeds, names):
+    def _run_cuda(self, session: Any, feeds: dict[str, torch.Tensor],
+                  names: list[str]) -> list[torch.Tensor]:
         binding = session.io_binding()
         index = self.device.index
         keep = []

@@ -16,19 +16,21 @@ host. ``tensorrt`` is imported lazily; without it every entry point raises
 BackendUnavailableError.
 """
 from pathlib import Path
-from typing import Callable
+from types import ModuleType
+from typing import Any, Callable
 
 import torch
 
 from efficientmfd_ros.runtime.backend_base import Backend, NetworkOutput, check_precision
-from efficientmfd_ros.runtime.engine_cache import EngineCache, EngineKey
+from efficientmfd_ros.runtime.engine_cache import CachedEngine, EngineCache, EngineKey
 from efficientmfd_ros.runtime.errors import BackendUnavailableError, ModelFileError
 from efficientmfd_ros.runtime.export import check_io_contract, model_info, read_sidecar
+from efficientmfd_ros.runtime.timing import StageTimer
 
 WORKSPACE_BYTES = 4 << 30
 
 
-def import_tensorrt():
+def import_tensorrt() -> ModuleType:
     try:
         import tensorrt
     except ImportError as exc:
@@ -43,7 +45,7 @@ def import_tensorrt():
     return tensorrt
 
 
-def build_mode(trt, onnx_precision: str, precision: str) -> str:
+def build_mode(trt: ModuleType, onnx_precision: str, precision: str) -> str:
     """'strongly_typed', 'fp16_flag' or 'fp32' for this TensorRT and ONNX; ModelFileError if the
     combination cannot give the requested precision."""
     if onnx_precision == 'fp16':
@@ -59,7 +61,7 @@ def build_mode(trt, onnx_precision: str, precision: str) -> str:
     return 'fp16_flag'
 
 
-def engine_key(trt, meta: dict, precision: str, device: torch.device) -> EngineKey:
+def engine_key(trt: ModuleType, meta: dict, precision: str, device: torch.device) -> EngineKey:
     props = torch.cuda.get_device_properties(device)
     return EngineKey(onnx_sha256=meta['onnx_sha256'], tensorrt_version=trt.__version__,
                      gpu_name=props.name, compute_capability=f'{props.major}.{props.minor}',
@@ -67,7 +69,7 @@ def engine_key(trt, meta: dict, precision: str, device: torch.device) -> EngineK
                      input_shapes=tuple((d['name'], tuple(d['shape'])) for d in meta['inputs']))
 
 
-def build_serialized_engine(trt, onnx_path, meta: dict, precision: str,
+def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, meta: dict, precision: str,
                             log: Callable[[str], None] = print) -> bytes:
     """Parse ``onnx_path`` and build a serialized engine with a fixed-shape profile."""
     mode = build_mode(trt, meta['precision'], precision)
@@ -97,8 +99,10 @@ def build_serialized_engine(trt, onnx_path, meta: dict, precision: str,
     return bytes(serialized)
 
 
-def load_engine(onnx_path, device='cuda', precision: str = 'fp16', cache_dir=None,
-                build_if_missing: bool = False, force: bool = False, log=print):
+def load_engine(onnx_path: str | Path, device: str | torch.device = 'cuda',
+                precision: str = 'fp16', cache_dir: str | Path | None = None,
+                build_if_missing: bool = False, force: bool = False,
+                log: Callable[[str], None] = print) -> tuple[Any, CachedEngine, dict]:
     """(deserialized engine, CachedEngine, sidecar meta) for ``onnx_path`` from the cache, building
     it first when allowed."""
     trt = import_tensorrt()
@@ -113,7 +117,7 @@ def load_engine(onnx_path, device='cuda', precision: str = 'fp16', cache_dir=Non
     build_mode(trt, meta['precision'], precision)
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
 
-    def deserialize(data: bytes):
+    def deserialize(data: bytes) -> Any:
         return runtime.deserialize_cuda_engine(data)
 
     with torch.cuda.device(device):
@@ -128,8 +132,10 @@ def load_engine(onnx_path, device='cuda', precision: str = 'fp16', cache_dir=Non
 class TensorRTBackend(Backend):
     name = 'tensorrt'
 
-    def __init__(self, onnx_path, device='cuda', precision: str = 'fp16', cache_dir=None,
-                 build_engine_if_missing: bool = False, log=print):
+    def __init__(self, onnx_path: str | Path, device: str | torch.device = 'cuda',
+                 precision: str = 'fp16', cache_dir: str | Path | None = None,
+                 build_engine_if_missing: bool = False,
+                 log: Callable[[str], None] = print) -> None:
         trt = import_tensorrt()
         self.engine, self.cached, self.meta = load_engine(
             onnx_path, device, precision, cache_dir, build_engine_if_missing, log=log)
@@ -139,7 +145,7 @@ class TensorRTBackend(Backend):
         self.precision = precision
         self.info = model_info(self.meta)
         self.context = self.engine.create_execution_context()
-        self._buffers = {}
+        self._buffers: dict[str, torch.Tensor] = {}
         with torch.cuda.device(self.device):
             for i in range(self.engine.num_io_tensors):
                 name = self.engine.get_tensor_name(i)
@@ -153,7 +159,8 @@ class TensorRTBackend(Backend):
             raise ModelFileError(f'engine I/O {sorted(self._buffers)} differs from the sidecar '
                                  f'{sorted(expected)}; rebuild the engine')
 
-    def run(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
+    def run(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor, fuse: bool,
+            timer: StageTimer) -> NetworkOutput:
         buffers = self._buffers
         # The fused output is part of the engine; fuse=False only skips copying it out.
         with timer.stage('network'):
@@ -167,7 +174,7 @@ class TensorRTBackend(Backend):
         return NetworkOutput(buffers['pred_logits'], buffers['pred_boxes'], fused)
 
 
-def _torch_dtype(trt, dtype):
+def _torch_dtype(trt: ModuleType, dtype: Any) -> torch.dtype:
     table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
              trt.DataType.INT32: torch.int32, trt.DataType.INT8: torch.int8,
              trt.DataType.BOOL: torch.bool}

@@ -17,11 +17,13 @@ The fast path (``fast=True``, CUDA only) is for machines without TensorRT:
 Pinned host buffers with non-blocking uploads live in the shared preprocessing (``preprocess.py``).
 """
 import logging
+from typing import Any, Callable, ContextManager
 
 import torch
 from torch import nn
 
 from efficientmfd_ros.model.color import fused_to_rgb
+from efficientmfd_ros.model.efficientmfd import EfficientMFD
 from efficientmfd_ros.runtime.backend_base import (
     Backend,
     ModelInfo,
@@ -30,6 +32,7 @@ from efficientmfd_ros.runtime.backend_base import (
 )
 from efficientmfd_ros.runtime.errors import BackendUnavailableError
 from efficientmfd_ros.runtime.threads import configure_torch_cpu
+from efficientmfd_ros.runtime.timing import StageTimer
 
 LOG = logging.getLogger(__name__)
 STAGES = ('backbone', 'fusion', 'head')
@@ -44,7 +47,7 @@ def auto_device(name: str) -> str:
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
-def resolve_device(device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """``'cpu'``, ``'cuda'`` or ``'cuda:N'`` -> torch.device; BackendUnavailableError if CUDA is
     requested but absent."""
     try:
@@ -69,8 +72,9 @@ def resolve_device(device) -> torch.device:
 class TorchBackend(Backend):
     name = 'torch'
 
-    def __init__(self, model, device='cpu', precision: str = 'fp32', fast: bool = False,
-                 input_hw=None, cpu_threads: int | None = None):
+    def __init__(self, model: EfficientMFD, device: str | torch.device = 'cpu',
+                 precision: str = 'fp32', fast: bool = False,
+                 input_hw: tuple[int, int] | None = None, cpu_threads: int | None = None) -> None:
         """``model``: an EfficientMFD (eval mode is set here). fp16 and ``fast`` need CUDA.
         ``input_hw``: network input (h, w), multiples of 32; None: the model config's.
         ``cpu_threads`` on a CPU: torch's intra-op threads (0: every usable CPU; None: left as
@@ -109,7 +113,8 @@ class TorchBackend(Backend):
         mode = f', fast path: CUDA graphs for {graphs}' if self.fast else ''
         return f'{self.name} on {self.device} ({self.precision}{mode})'
 
-    def run(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
+    def run(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor, fuse: bool,
+            timer: StageTimer) -> NetworkOutput:
         if self._graphs is not None:
             return self._run_fast(rgb, thermal, noise_boxes, fuse, timer)
         with torch.inference_mode(), self._autocast():
@@ -123,14 +128,14 @@ class TorchBackend(Backend):
                 out = self.model.detect(feats, self.input_hw, noise_boxes)
         return NetworkOutput(out['pred_logits'], out['pred_boxes'], fused)
 
-    def _autocast(self):
+    def _autocast(self) -> torch.autocast:
         enabled = self.device.type == 'cuda' and self.precision == 'fp16'
         # CUDA graphs need autocast's weight-cast cache off (cached casts would outlive capture).
         return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=enabled,
                               cache_enabled=not self.fast)
 
     # ---- fast CUDA path -------------------------------------------------------------------
-    def _prepare_fast(self):
+    def _prepare_fast(self) -> None:
         torch.backends.cudnn.benchmark = True
         for module in self.model.modules():
             if isinstance(module, (nn.Conv2d, nn.BatchNorm2d)):
@@ -143,12 +148,12 @@ class TorchBackend(Backend):
             'thermal': torch.zeros((1, 1, h, w), device=dev).to(memory_format=torch.channels_last),
             'noise': torch.zeros((1, self.info.num_proposals, 4), device=dev),
         }
-        self._static_out = {}
+        self._static_out: dict[str, Any] = {}
         self._graphs = {}
         for stage in STAGES:
             self._capture(stage)
 
-    def _stage_fn(self, stage):
+    def _stage_fn(self, stage: str) -> Callable[[], dict[str, Any]]:
         s_in, s_out = self._static_in, self._static_out
         if stage == 'backbone':
             return lambda: {'feats': self.model.extract(s_in['rgb'], s_in['thermal'])}
@@ -157,7 +162,7 @@ class TorchBackend(Backend):
                 self.model.fuse(s_in['rgb'], s_in['thermal'], s_out['feats']), s_in['rgb'])}
         return lambda: self.model.detect(s_out['feats'], self.input_hw, s_in['noise'])
 
-    def _capture(self, stage):
+    def _capture(self, stage: str) -> None:
         fn = self._stage_fn(stage)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -181,11 +186,13 @@ class TorchBackend(Backend):
                         'eagerly', stage, exc)
             return
         self._static_out.update(outputs)
+        assert self._graphs is not None  # set by _prepare_fast before any capture
         self._graphs[stage] = graph
         # Capture only records kernels: replay once so later stages warm up on real features.
         graph.replay()
 
-    def _run_fast(self, rgb, thermal, noise_boxes, fuse, timer) -> NetworkOutput:
+    def _run_fast(self, rgb: torch.Tensor, thermal: torch.Tensor, noise_boxes: torch.Tensor,
+                  fuse: bool, timer: StageTimer) -> NetworkOutput:
         s_in, s_out = self._static_in, self._static_out
         with torch.inference_mode():
             s_in['rgb'].copy_(rgb)
@@ -207,7 +214,7 @@ class TorchBackend(Backend):
                              s_out['fused'] if fuse else None)
 
 
-def _host_sync_problem(fn, autocast) -> str:
+def _host_sync_problem(fn: Callable[[], object], autocast: Callable[[], ContextManager]) -> str:
     """Why ``fn`` cannot be captured ('' if it can): a stage that waits for the GPU (``nonzero``,
     ``.item()``, a blocking host-to-device copy) would abort a capture, so it is run once with
     torch's sync debug mode set to raise instead of trying a capture that fails half-way."""
@@ -223,8 +230,8 @@ def _host_sync_problem(fn, autocast) -> str:
         torch.cuda.set_sync_debug_mode(previous)
 
 
-def _copy_into(dst, src):
-    if torch.is_tensor(dst):
+def _copy_into(dst: torch.Tensor | tuple | list, src: torch.Tensor | tuple | list) -> None:
+    if isinstance(dst, torch.Tensor) and isinstance(src, torch.Tensor):
         dst.copy_(src)
     else:
         for d, s in zip(dst, src):

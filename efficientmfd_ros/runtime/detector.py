@@ -47,7 +47,8 @@ class FusionDetector:
     """Runs one backend with shared pre/post-processing; build it with :func:`load_detector`."""
 
     def __init__(self, backend: Backend, preprocess: PreprocessConfig,
-                 postprocess: PostprocessConfig, noise_seed: int | None = None, notes=()):
+                 postprocess: PostprocessConfig, noise_seed: int | None = None,
+                 notes: typing.Iterable[str] = ()) -> None:
         self.backend = backend
         self._pre = Preprocessor(preprocess, backend.device)
         self._post = postprocess
@@ -96,7 +97,8 @@ class FusionDetector:
         return self.backend.describe()
 
     def set_thresholds(self, score: float | None = None, nms_iou: float | None = None,
-                       max_detections: int | None = None, score_threshold: float | None = None):
+                       max_detections: int | None = None,
+                       score_threshold: float | None = None) -> None:
         """Change postprocessing at run time (``score_threshold`` is an alias of ``score``);
         ValueError, with nothing changed, for an invalid value."""
         score = score_threshold if score_threshold is not None else score
@@ -128,7 +130,7 @@ class FusionDetector:
         self._timings = timings
         return Detections(boxes, scores, labels, fused, dict(timings))
 
-    def warmup(self, frames: int = 2):
+    def warmup(self, frames: int = 2) -> None:
         """Run ``frames`` blank frames (cuDNN autotuning, lazy initialization) before real work,
         through both paths a node takes: with the fused image and, where the model fuses,
         without it (a fusion-free graph or session has its own first-run cost)."""
@@ -161,10 +163,13 @@ class FusionDetector:
         return host.numpy().copy()
 
 
-def load_detector(weights, backend: str = 'torch', device: str = 'cpu', precision: str = 'fp32',
-                  score_threshold: float = 0.3, nms_iou: float = 0.5, max_detections: int = 100,
-                  thermal_range=(0, 65535), homography=None, letterbox: bool = False,
-                  noise_seed: int | None = None, input_size=None, fast: bool = False,
+def load_detector(weights: str | Path, backend: str = 'torch', device: str = 'cpu',
+                  precision: str = 'fp32', score_threshold: float = 0.3, nms_iou: float = 0.5,
+                  max_detections: int = 100,
+                  thermal_range: typing.Sequence[float] = (0, 65535),
+                  homography: typing.Any = None, letterbox: bool = False,
+                  noise_seed: int | None = None,
+                  input_size: typing.Sequence[int] | None = None, fast: bool = False,
                   build_engine_if_missing: bool = False,
                   engine_cache_dir: str | None = None,
                   onnx_cache_dir: str | None = None,
@@ -185,13 +190,14 @@ def load_detector(weights, backend: str = 'torch', device: str = 'cpu', precisio
     its process-wide setting, onnxruntime uses every usable CPU); never spin-waiting.
     """
     post = PostprocessConfig(score_threshold, nms_iou, max_detections)
-    thermal_range = tuple(float(v) for v in thermal_range)
+    lo, hi = (float(v) for v in thermal_range)
+    thermal_span = (lo, hi)
     # Validate the preprocessing options before the (slow) backend creation.
-    PreprocessConfig((1, 1), bool(letterbox), thermal_range, homography)
+    PreprocessConfig((1, 1), bool(letterbox), thermal_span, homography)
     request = BackendRequest(Path(weights), str(device), precision, bool(fast),
                              bool(build_engine_if_missing), engine_cache_dir,
                              check_input_size(input_size), onnx_cache_dir=onnx_cache_dir,
                              cpu_threads=cpu_threads)
     chosen, notes = create_backend(request, backend)
-    pre = PreprocessConfig(tuple(chosen.info.input_hw), bool(letterbox), thermal_range, homography)
+    pre = PreprocessConfig(tuple(chosen.info.input_hw), bool(letterbox), thermal_span, homography)
     return FusionDetector(chosen, pre, post, noise_seed, notes)

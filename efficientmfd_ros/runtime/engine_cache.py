@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, ContextManager, Iterator
 
 META_FORMAT = 'efficientmfd_ros.engine/1'
 
@@ -40,7 +40,7 @@ def default_cache_dir() -> Path:
     return Path(base) / 'efficientmfd_ros' / 'engines'
 
 
-def sha256_file(path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
@@ -81,7 +81,8 @@ class CachedEngine:
 
 
 class EngineCache:
-    def __init__(self, cache_dir=None, lock_timeout_s: float = 3600.0):
+    def __init__(self, cache_dir: str | Path | None = None,
+                 lock_timeout_s: float = 3600.0) -> None:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.lock_timeout_s = lock_timeout_s
 
@@ -153,7 +154,8 @@ class EngineCache:
             log(f'engine built in {time.monotonic() - t0:.0f} s and cached at {engine_path}')
             return CachedEngine(data, engine, engine_path, built=True)
 
-    def _load_valid(self, key, validate):
+    def _load_valid(self, key: EngineKey,
+                    validate: Callable[[bytes], Any] | None) -> CachedEngine | str:
         data, reason = self.lookup(key)
         if data is None:
             return reason
@@ -167,7 +169,7 @@ class EngineCache:
                 return 'cached engine failed to deserialize'
         return CachedEngine(data, engine, self.paths(key)[0], built=False)
 
-    def _store(self, key: EngineKey, data: bytes):
+    def _store(self, key: EngineKey, data: bytes) -> None:
         engine_path, meta_path = self.paths(key)
         meta = {'format': META_FORMAT, 'key': key.to_dict(), 'digest': key.digest(),
                 'engine_size': len(data), 'engine_sha256': hashlib.sha256(data).hexdigest(),
@@ -176,13 +178,13 @@ class EngineCache:
         _atomic_write(engine_path, data)
         _atomic_write(meta_path, json.dumps(meta, indent=2).encode())
 
-    def _locked(self, key: EngineKey):
+    def _locked(self, key: EngineKey) -> ContextManager[None]:
         return file_lock(self.cache_dir / f'{key.digest()}.lock', self.lock_timeout_s,
                          'the engine build lock')
 
 
 @contextmanager
-def file_lock(lock_path: Path, timeout_s: float, what: str):
+def file_lock(lock_path: str | Path, timeout_s: float, what: str) -> Iterator[None]:
     """Hold an exclusive ``fcntl`` lock on ``lock_path`` (created if needed); EngineCacheError
     naming ``what`` after ``timeout_s`` of waiting. Other processes doing the same wait."""
     lock_path = Path(lock_path)
@@ -203,7 +205,7 @@ def file_lock(lock_path: Path, timeout_s: float, what: str):
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, data: bytes):
+def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
     try:

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 import tempfile
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 import warnings
 
 import torch
@@ -28,6 +28,9 @@ from efficientmfd_ros import __version__
 from efficientmfd_ros.runtime.backend_base import ModelInfo
 from efficientmfd_ros.runtime.engine_cache import sha256_file
 from efficientmfd_ros.runtime.errors import ModelFileError
+
+if TYPE_CHECKING:
+    from efficientmfd_ros.model.efficientmfd import EfficientMFD
 
 SIDECAR_FORMAT = 'efficientmfd_ros.onnx/1'
 INPUT_NAMES = ('rgb', 'thermal', 'noise_boxes')
@@ -39,27 +42,29 @@ FP32_OPS = ['LayerNormalization', 'Exp', 'Log', 'Sin', 'Cos', 'RoiAlign']
 class _ExportGraph(torch.nn.Module):
     """The network with a fixed fusion switch, so it traces to one static graph."""
 
-    def __init__(self, model, fusion: bool):
+    def __init__(self, model: 'EfficientMFD', fusion: bool) -> None:
         super().__init__()
         self.model = model
         self.fusion = fusion
 
-    def forward(self, rgb, thermal, noise_boxes):
+    def forward(self, rgb: torch.Tensor, thermal: torch.Tensor,
+                noise_boxes: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits, boxes, fused = self.model(rgb, thermal, noise_boxes, run_fusion=self.fusion)
         return (logits, boxes, fused) if self.fusion else (logits, boxes)
 
 
-def sidecar_path(onnx_path) -> Path:
+def sidecar_path(onnx_path: str | Path) -> Path:
     return Path(f'{onnx_path}.json')
 
 
-def default_onnx_path(weights, fp16: bool = False) -> Path:
+def default_onnx_path(weights: str | Path, fp16: bool = False) -> Path:
     """Where the exporter writes by default and ``backend: auto`` looks: next to the weights."""
     weights = Path(weights)
     return weights.with_name(weights.stem + ('.fp16.onnx' if fp16 else '.onnx'))
 
 
-def export_onnx(weights, out=None, fusion: bool = True, opset: int = MIN_OPSET, fp16: bool = False,
+def export_onnx(weights: str | Path, out: str | Path | None = None, fusion: bool = True,
+                opset: int = MIN_OPSET, fp16: bool = False,
                 log: Callable[[str], None] = print) -> tuple[Path, dict]:
     """Export checkpoint ``weights`` to ONNX at ``out`` (default: beside it) -> (path, sidecar)."""
     from efficientmfd_ros.model import load_checkpoint
@@ -123,7 +128,7 @@ def export_onnx(weights, out=None, fusion: bool = True, opset: int = MIN_OPSET, 
     return out, meta
 
 
-def read_sidecar(onnx_path, verify_hash: bool = True) -> dict:
+def read_sidecar(onnx_path: str | Path, verify_hash: bool = True) -> dict:
     """The sidecar of ``onnx_path``, checked; ModelFileError if missing, malformed or stale."""
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -156,7 +161,7 @@ def model_info(meta: dict) -> ModelInfo:
                      noise_seed=int(meta['noise_seed']))
 
 
-def graph_io(onnx_path) -> dict:
+def graph_io(onnx_path: str | Path) -> dict:
     """``{'inputs': [...], 'outputs': [...]}`` of the ONNX graph, each ``{name, shape, dtype}``
     (a symbolic dimension appears as its name)."""
     import onnx
@@ -165,7 +170,7 @@ def graph_io(onnx_path) -> dict:
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {init.name for init in graph.initializer}
 
-    def describe(value):
+    def describe(value: Any) -> dict:
         tensor = value.type.tensor_type
         shape = [d.dim_value if d.HasField('dim_value') else d.dim_param for d in tensor.shape.dim]
         dtype = str(helper.tensor_dtype_to_np_dtype(tensor.elem_type))
@@ -175,7 +180,7 @@ def graph_io(onnx_path) -> dict:
             'outputs': [describe(v) for v in graph.output]}
 
 
-def check_io_contract(onnx_path, meta: dict):
+def check_io_contract(onnx_path: str | Path, meta: dict) -> None:
     """Raise ModelFileError unless the graph's inputs/outputs are the sidecar's, in order."""
     actual = graph_io(onnx_path)
     problems = []
@@ -188,11 +193,11 @@ def check_io_contract(onnx_path, meta: dict):
         raise ModelFileError(f'{onnx_path} does not match its sidecar: ' + '; '.join(problems))
 
 
-def _io(name, shape, dtype='float32') -> dict:
+def _io(name: str, shape: tuple | list, dtype: str = 'float32') -> dict:
     return {'name': name, 'shape': [int(s) for s in shape], 'dtype': dtype}
 
 
-def _convert_fp16(path: Path):
+def _convert_fp16(path: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -211,7 +216,7 @@ def _convert_fp16(path: Path):
     onnx.save(wrapped.model, str(path))
 
 
-def _check_graph(path: Path):
+def _check_graph(path: Path) -> None:
     import onnx
 
     try:
@@ -220,7 +225,7 @@ def _check_graph(path: Path):
         raise ModelFileError(f'the exported graph fails onnx.checker: {exc}') from exc
 
 
-def _atomic_text(path: Path, text: str):
+def _atomic_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
     with os.fdopen(fd, 'w') as f:
         f.write(text)

@@ -28,7 +28,8 @@ def default_onnx_cache_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir().parent / 'onnx'
 
 
-def cached_path(weights, weights_sha256: str, cache_dir=None, fusion: bool = True) -> Path:
+def cached_path(weights: str | Path, weights_sha256: str, cache_dir: str | Path | None = None,
+                fusion: bool = True) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir else default_onnx_cache_dir()
     tail = '' if fusion else '-detect'
     return folder / f'{Path(weights).stem}-{weights_sha256[:16]}{tail}.onnx'
@@ -50,7 +51,7 @@ def _usable(path: Path, weights_sha256: str, fusion: bool) -> str:
     return ''
 
 
-def cached_onnx(weights, weights_sha256: str, cache_dir=None,
+def cached_onnx(weights: str | Path, weights_sha256: str, cache_dir: str | Path | None = None,
                 log: Callable[[str], None] = LOG.info, fusion: bool = True) -> tuple[Path, str]:
     """``(onnx path, status)``: status ``'hit'`` or ``'exported: <why>'``. ``fusion`` False: the
     detection-only graph (``<...>-detect.onnx``). Raises what the export raises

@@ -27,7 +27,7 @@ class PostprocessConfig:
     nms_iou: float = 0.5
     max_detections: int = 100
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0.0 <= float(self.score_threshold) <= 1.0:
             raise ValueError(f'score_threshold must be in [0, 1], got {self.score_threshold}')
         if not 0.0 < float(self.nms_iou) <= 1.0:
@@ -38,7 +38,7 @@ class PostprocessConfig:
 
 
 def decode(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, transform: InputTransform,
-           cfg: PostprocessConfig):
+           cfg: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detections of one image as numpy arrays.
 
     Args:
@@ -114,5 +114,5 @@ def restore_detail(fused_rgb: torch.Tensor, rgb: torch.Tensor,
     return fused_to_rgb(fused_y.add_(detail).clamp_(0.0, 1.0), rgb, rgb_luma=luma)
 
 
-def _empty():
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))

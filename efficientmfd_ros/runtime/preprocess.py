@@ -18,6 +18,7 @@ Conventions:
   field of view).
 """
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class PreprocessConfig:
     homography: tuple[tuple[float, ...], ...] | None = None
     pad_value: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         h, w = self.input_hw
         if int(h) <= 0 or int(w) <= 0:
             raise ValueError(f'input_hw must be positive, got {self.input_hw}')
@@ -80,7 +81,8 @@ class InputTransform:
         return out
 
 
-def compute_transform(image_hw, input_hw, letterbox: bool) -> InputTransform:
+def compute_transform(image_hw: Sequence[int], input_hw: Sequence[int],
+                      letterbox: bool) -> InputTransform:
     """The resize (aspect stretch) or letterbox taking an ``image_hw`` image to ``input_hw``."""
     (img_h, img_w), (in_h, in_w) = image_hw, input_hw
     if not letterbox:
@@ -92,7 +94,7 @@ def compute_transform(image_hw, input_hw, letterbox: bool) -> InputTransform:
                           new_h / img_h, (in_w - new_w) // 2, (in_h - new_h) // 2)
 
 
-def check_rgb(rgb) -> np.ndarray:
+def check_rgb(rgb: Any) -> np.ndarray:
     """Raise :class:`InputError` unless ``rgb`` is a non-empty uint8 (H, W, 3) array."""
     if not isinstance(rgb, np.ndarray):
         raise InputError(f'rgb must be a numpy array, got {type(rgb).__name__}')
@@ -105,7 +107,7 @@ def check_rgb(rgb) -> np.ndarray:
     return rgb
 
 
-def check_thermal(thermal) -> np.ndarray:
+def check_thermal(thermal: Any) -> np.ndarray:
     """Raise :class:`InputError` unless ``thermal`` is a non-empty uint8/uint16 (H, W[, 1])."""
     if not isinstance(thermal, np.ndarray):
         raise InputError(f'thermal must be a numpy array, got {type(thermal).__name__}')
@@ -120,13 +122,14 @@ def check_thermal(thermal) -> np.ndarray:
     return thermal
 
 
-def scale_homography(thermal_hw, rgb_hw) -> np.ndarray:
+def scale_homography(thermal_hw: Sequence[int], rgb_hw: Sequence[int]) -> np.ndarray:
     """The homography stretching a ``thermal_hw`` image onto ``rgb_hw`` (pixel centres aligned)."""
     sx, sy = rgb_hw[1] / thermal_hw[1], rgb_hw[0] / thermal_hw[0]
     return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
-def warp_grid(homography, thermal_hw, transform: InputTransform) -> torch.Tensor:
+def warp_grid(homography: np.ndarray, thermal_hw: Sequence[int],
+              transform: InputTransform) -> torch.Tensor:
     """``grid_sample`` grid ``(1, h_c, w_c, 2)`` sampling thermal at the input's content pixels.
 
     Content pixel (u, v) -> RGB pixel ``((u + 0.5) / scale_x - 0.5, ...)`` -> thermal pixel via
@@ -155,7 +158,7 @@ class Preprocessor:
     results before the next frame overwrites a buffer.
     """
 
-    def __init__(self, cfg: PreprocessConfig, device='cpu'):
+    def __init__(self, cfg: PreprocessConfig, device: str | torch.device = 'cpu') -> None:
         self.cfg = cfg
         self.device = torch.device(device)
         self._pinned = self.device.type == 'cuda'
@@ -164,7 +167,8 @@ class Preprocessor:
         self._homography = None if cfg.homography is None else np.asarray(cfg.homography)
         self._frame: tuple[torch.Tensor, torch.Tensor, tuple[int, ...]] | None = None
 
-    def __call__(self, rgb: np.ndarray, thermal: np.ndarray):
+    def __call__(self, rgb: np.ndarray,
+                 thermal: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, InputTransform]:
         """Returns ``(rgb (1,3,h,w) float32, thermal (1,1,h,w) float32, InputTransform)``."""
         rgb, thermal = check_rgb(rgb), check_thermal(thermal)
         transform = compute_transform(rgb.shape[:2], self.cfg.input_hw, self.cfg.letterbox)
@@ -181,7 +185,7 @@ class Preprocessor:
         self._frame = (rgb_t, thermal_t, thermal.shape)
         return rgb_in, thermal_in, transform
 
-    def full_resolution(self):
+    def full_resolution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The last frame's ``(rgb (1,3,H,W), thermal (1,1,H,W))`` float32 in [0, 1] on the RGB
         image's own grid (thermal registered and resampled as for the network input, unpadded)."""
         if self._frame is None:
@@ -205,14 +209,14 @@ class Preprocessor:
         host.copy_(src)
         return host.to(self.device, non_blocking=True)
 
-    def _thermal_unit(self, raw: torch.Tensor, dtype) -> torch.Tensor:
+    def _thermal_unit(self, raw: torch.Tensor, dtype: np.dtype) -> torch.Tensor:
         if dtype == np.uint8:
             return raw.float().div_(255.0)
         lo, hi = self.cfg.thermal_range
         values = (raw.to(torch.int32) & 0xFFFF).float()
         return values.sub_(lo).div_(hi - lo).clamp_(0.0, 1.0)
 
-    def _needs_warp(self, thermal_hw, rgb_hw) -> bool:
+    def _needs_warp(self, thermal_hw: Sequence[int], rgb_hw: Sequence[int]) -> bool:
         if self._homography is None:
             return tuple(thermal_hw) != tuple(rgb_hw)
         same_size = tuple(thermal_hw) == tuple(rgb_hw)
@@ -224,7 +228,8 @@ class Preprocessor:
                                   align_corners=False)
         return self._pad(image, transform)
 
-    def _warp(self, thermal: torch.Tensor, thermal_hw, transform) -> torch.Tensor:
+    def _warp(self, thermal: torch.Tensor, thermal_hw: Sequence[int],
+              transform: InputTransform) -> torch.Tensor:
         key = (tuple(thermal_hw), transform.image_hw, transform.content_hw)
         grid = self._grids.get(key)
         if grid is None:

@@ -11,6 +11,7 @@ picks there) without such a file exports the checkpoint once into the ONNX cache
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
+from typing import Sequence
 
 from efficientmfd_ros.runtime.backend_base import Backend, check_precision
 from efficientmfd_ros.runtime.engine_cache import EngineCacheError, sha256_file
@@ -44,7 +45,7 @@ class BackendRequest:
         return self._weights_sha
 
 
-def check_input_size(input_size) -> tuple | None:
+def check_input_size(input_size: Sequence[int] | None) -> tuple[int, int] | None:
     """None, or ``(h, w)`` as ints; ValueError unless both are positive multiples of 32."""
     if input_size is None:
         return None
@@ -134,7 +135,7 @@ def _cached_exports(request: BackendRequest) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def _check_exported_size(path, meta, request):
+def _check_exported_size(path: Path, meta: dict, request: BackendRequest) -> None:
     if request.input_hw is not None and tuple(meta['input_size']) != request.input_hw:
         raise ModelFileError(f'{path} was exported at input size {tuple(meta["input_size"])}, '
                              f'not the requested {request.input_hw}: export at that size')

@@ -10,6 +10,8 @@ entry point, ``ros/node_main.py``, sets it before its imports; importing this mo
 load torch through ``runtime/__init__``).
 """
 import os
+from types import ModuleType
+from typing import Any
 
 
 def usable_cpus() -> int:
@@ -20,14 +22,14 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def configure_torch_cpu(torch_module, threads: int = 0) -> int:
+def configure_torch_cpu(torch_module: ModuleType, threads: int = 0) -> int:
     """Set torch's intra-op threads to ``threads`` (0: ``usable_cpus()``); returns the count."""
     count = int(threads) or usable_cpus()
     torch_module.set_num_threads(count)
     return count
 
 
-def ort_cpu_options(ort_module, threads: int = 0):
+def ort_cpu_options(ort_module: ModuleType, threads: int = 0) -> Any:
     """onnxruntime SessionOptions for the CPU: ``threads`` intra-op threads (0:
     ``usable_cpus()``), one inter-op thread, sequential execution, no spin-waiting."""
     options = ort_module.SessionOptions()

@@ -6,6 +6,7 @@ taken to enqueue kernels. On the CPU torch runs synchronously and ``time.perf_co
 """
 from contextlib import contextmanager
 import time
+from typing import Iterator
 
 import torch
 
@@ -18,13 +19,13 @@ class StageTimer:
     itself).
     """
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: str | torch.device) -> None:
         self._cuda = torch.device(device).type == 'cuda'
         self._events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
         self._cpu_ms: dict[str, float] = {}
 
     @contextmanager
-    def stage(self, name: str):
+    def stage(self, name: str) -> Iterator[None]:
         if self._cuda:
             start = torch.cuda.Event(enable_timing=True)
             end = torch.cuda.Event(enable_timing=True)
@@ -41,7 +42,7 @@ class StageTimer:
             finally:
                 self._cpu_ms[name] = self._cpu_ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
 
-    def add_ms(self, name: str, value: float):
+    def add_ms(self, name: str, value: float) -> None:
         """Record a duration measured elsewhere (e.g. by a backend that times itself)."""
         self._cpu_ms[name] = self._cpu_ms.get(name, 0.0) + float(value)
 
