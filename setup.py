@@ -70,6 +70,7 @@ setup(
             'efficientmfd_eval_bag = efficientmfd_ros.tools.eval_bag:main',
             'efficientmfd_viz = efficientmfd_ros.tools.viz:main',
             'efficientmfd_demo = efficientmfd_ros.tools.demo:main',
+            'efficientmfd_pseudo_label = efficientmfd_ros.tools.pseudo_label:main',
         ],
     },
 )
