@@ -4,10 +4,11 @@ Self-training on pairs nobody labelled (other scenes of the same cameras) needs 
 right more often than not. Each pair runs through ``FusionDetector.infer`` at its own size (the
 deployed pre- and postprocessing) and, with ``hflip``, once more mirrored left-right; a box is kept
 only when the mirrored run found the same object (IoU >= ``agreement_iou`` after mirroring back),
-and the two boxes and scores are averaged. What is written is one ``<id>.xml`` per pair (pairs
-without confident boxes get an xml with no objects: background to train on), readable by
-``train.data.labels.parse_voc`` as ``label_dir`` of a ``label_format: voc`` dataset, plus
-``summary.json`` (settings, weights hash, boxes per pair).
+and the two boxes and scores are averaged. The output folder is itself a dataset root:
+``Annotations/<id>.xml`` per pair (pairs without confident boxes get an xml with no objects:
+background to train on), links named like the source's image folders pointing at them (the images
+are not copied), and ``summary.json`` (settings, weights hash, boxes per pair); a dataset entry
+``{root: <out>, label_format: voc}`` trains on it.
 
 Boxes are ``xyxy`` pixels of the RGB image throughout.
 """
@@ -115,6 +116,15 @@ def voc_xml(filename: str, image_hw: tuple[int, int], names: list[str], boxes: n
     return ET.tostring(root, encoding='unicode') + '\n'
 
 
+def _link(link: Path, target: Path) -> None:
+    target = target.resolve()
+    if link.is_symlink() and link.resolve() == target:
+        return
+    if link.exists() or link.is_symlink():
+        raise PseudoLabelError(f'{link} exists and is not a link to {target}')
+    link.symlink_to(target, target_is_directory=True)
+
+
 def _confident(result: Any, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     keep = result.scores >= threshold
     return result.boxes[keep], result.scores[keep], result.labels[keep]
@@ -124,7 +134,9 @@ def pseudo_label_dataset(detector: Any, dataset: Any, out_dir: str | Path, weigh
                          settings: PseudoLabelSettings | None = None) -> dict:
     """Label every pair of ``dataset`` (a PairedDataset, labels unread) with ``detector`` (a
     FusionDetector whose own score threshold is at most ``settings.score_threshold``); writes
-    ``out_dir/<id>.xml`` and ``out_dir/summary.json``, returns the summary dict."""
+    ``out_dir/Annotations/<id>.xml``, links to the image folders and ``out_dir/summary.json``;
+    returns the summary dict. PseudoLabelError if ``out_dir`` holds other folders of those
+    names."""
     settings = settings or PseudoLabelSettings()
     if len(dataset) == 0:
         raise PseudoLabelError(f'dataset {dataset.name} has no usable pairs under {dataset.root}')
@@ -133,7 +145,10 @@ def pseudo_label_dataset(detector: Any, dataset: Any, out_dir: str | Path, weigh
                                f'{detector.thresholds.score_threshold}, above the pseudo-label '
                                f'threshold {settings.score_threshold}')
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    labels_dir = out / 'Annotations'
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for source in (dataset.rgb_dir, dataset.thermal_dir):
+        _link(out / source.name, source)
     names = list(detector.class_names)
     per_pair, skipped = {}, []
     bar = tqdm(range(len(dataset)), desc=f'pseudo-label {dataset.name}', unit='pair',
@@ -157,7 +172,7 @@ def pseudo_label_dataset(detector: Any, dataset: Any, out_dir: str | Path, weigh
         record = dataset.records[index]
         text = voc_xml(record.rgb_path.name, rgb.shape[:2], [names[i] for i in labels], boxes,
                        scores)
-        (out / f'{sample["id"]}.xml').write_text(text)
+        (labels_dir / f'{sample["id"]}.xml').write_text(text)
         per_pair[str(sample['id'])] = len(boxes)
     summary = {'weights': str(weights), 'weights_sha256': sha256_file(weights),
                'detector': detector.describe(), 'noise_seed': detector.noise_seed,

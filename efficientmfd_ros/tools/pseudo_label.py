@@ -4,10 +4,10 @@
                             --out LABEL_DIR [--score-threshold 0.5] [--agreement-iou 0.5]
                             [--no-hflip] [--noise-seed N]
 
-Writes LABEL_DIR/<id>.xml per pair (boxes the model finds with score >= the threshold, in the pair
-and, unless --no-hflip, again in the mirrored pair) and LABEL_DIR/summary.json. Train on them with
-a dataset entry ``{root: DIR, label_format: voc, label_dir: LABEL_DIR}`` (an absolute
-``label_dir`` is used as is). Exit status: 0 done, 2 bad arguments, weights or data.
+Makes OUT a dataset root: OUT/Annotations/<id>.xml per pair (boxes the model finds with score
+>= the threshold, in the pair and, unless --no-hflip, again in the mirrored pair), links to DIR's
+image folders and OUT/summary.json. Train on it with a dataset entry ``{root: OUT, label_format: voc}``.
+Exit status: 0 done, 2 bad arguments, weights or data.
 """
 import argparse
 import logging
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     split = parser.add_mutually_exclusive_group()
     split.add_argument('--split', help='id-list file (one id per line); default: all pairs')
     split.add_argument('--range', dest='id_range', metavar='FIRST..LAST')
-    parser.add_argument('--out', required=True, help='folder for the xml files')
+    parser.add_argument('--out', required=True, help='the new dataset root')
     parser.add_argument('--score-threshold', type=float, default=0.5)
     parser.add_argument('--agreement-iou', type=float, default=0.5,
                         help='IoU a box must reach with its partner in the mirrored pair')

@@ -87,12 +87,21 @@ def test_cli_writes_labels_the_trainer_loads(tiny_weights, llvip_person, tmp_pat
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['num_pairs'] == 2 and sorted(summary['boxes_per_pair']) == ['010001', '010002']
     assert len(summary['weights_sha256']) == 64 and summary['settings']['hflip'] is True
-    spec = DatasetSpec(root=str(llvip_person), label_format='voc', label_dir=str(out),
-                       split='010001..010002', class_names=['person', 'car'])
+    assert (out / 'visible').resolve() == (llvip_person / 'visible').resolve()
+    spec = DatasetSpec(root=str(out), label_format='voc', class_names=['person', 'car'])
     dataset = PairedDataset(spec)
     assert len(dataset) == 2
     assert sum(len(r.boxes) for r in dataset.records) == summary['num_boxes']
     assert dataset.load(0)['boxes'].shape[1] == 4
+    # a second run into the same folder reuses the links
+    assert main(['--weights', str(tiny_weights), '--data', str(llvip_person), '--range',
+                 '010001..010001', '--out', str(out), '--device', 'cpu', '--no-progress']) == 0
+    # a real folder where a link would go is refused, not overwritten
+    (tmp_path / 'taken' / 'visible').mkdir(parents=True)
+    assert main(['--weights', str(tiny_weights), '--data', str(llvip_person), '--range',
+                 '010001..010001', '--out', str(tmp_path / 'taken'), '--device', 'cpu',
+                 '--no-progress']) == 2
+    assert 'is not a link' in capsys.readouterr().err
 
 
 @pytest.mark.data
