@@ -6,8 +6,8 @@
 
 Makes OUT a dataset root: OUT/Annotations/<id>.xml per pair (boxes the model finds with score
 >= the threshold, in the pair and, unless --no-hflip, again in the mirrored pair), links to DIR's
-image folders and OUT/summary.json. Train on it with a dataset entry ``{root: OUT, label_format: voc}``.
-Exit status: 0 done, 2 bad arguments, weights or data.
+image folders and OUT/summary.json. Train on it with a dataset entry
+``{root: OUT, label_format: voc}``. Exit status: 0 done, 2 bad arguments, weights or data.
 """
 import argparse
 import logging
