@@ -86,7 +86,8 @@ def table(rows, args) -> str:
     start = (f'from `{args.init_weights}`' if args.init_weights else 'from the ImageNet backbone')
     lines = [
         f'# GMTA ablation (lite model, {args.size[0]}x{args.size[1]}, {args.iterations} '
-        f'iterations, batch {args.batch}, {args.proposals} proposals, lr {args.lr:g} cosine, {start}, CPU)', '',
+        f'iterations, batch {args.batch}, {args.proposals} proposals, lr {args.lr:g} cosine, '
+        f'{start}, CPU)', '',
         'Train: LLVIP 010001-010032 (labelled) + unlabelled LLVIP and RoadScene pairs (fusion '
         'loss). Validation: LLVIP 010033-010040, detection AP the mean of 5 noise draws. Same '
         'data, budget and schedule in every arm; the joint arms are means over the seeds listed.',
@@ -95,7 +96,8 @@ def table(rows, args) -> str:
     for name, summaries, seeds in rows:
         finals = [s.get('final_metrics', {}) for s in summaries]
         fusion = [f.get('fusion', {}) for f in finals]
-        cells = [name, ' '.join(str(s) for s in seeds), fmt(mean([f.get('map50') for f in finals])),
+        cells = [name, ' '.join(str(s) for s in seeds),
+                 fmt(mean([f.get('map50') for f in finals])),
                  ' / '.join(fmt(f.get('map50')) for f in finals),
                  fmt(mean([f.get('map50_95') for f in finals]))]
         cells += [fmt(mean([f.get(k) for f in fusion])) for k in FUSION_KEYS]

@@ -5,7 +5,7 @@
 the section and field (read by the project's one typed reader, `core/config_io.py`). Sequences are
 stored as tuples and written back as lists.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 from pathlib import Path
 
@@ -194,6 +194,10 @@ class ModelConfig:
     @property
     def normalization(self) -> dict:
         return {'mean': list(self.pixel_mean), 'std': list(self.pixel_std)}
+
+    def with_num_proposals(self, num: int) -> 'ModelConfig':
+        """A copy drawing `num` noise boxes per image (the head's weights do not depend on it)."""
+        return replace(self, head=replace(self.head, num_proposals=int(num)))
 
     def to_dict(self) -> dict:
         return to_plain(self)

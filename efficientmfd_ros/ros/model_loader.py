@@ -32,6 +32,8 @@ def detector_kwargs(config):
         kwargs['thermal_range'] = tuple(config.thermal_counts_range)
     if list(config.input_size) != [0, 0]:
         kwargs['input_size'] = tuple(int(v) for v in config.input_size)
+    if int(config.num_proposals):
+        kwargs['num_proposals'] = int(config.num_proposals)
     return kwargs
 
 

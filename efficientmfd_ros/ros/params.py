@@ -142,6 +142,8 @@ PARAMETERS = (
     Param('input_size', [0, 0], 'Network input [height, width] in pixels; [0, 0] takes the '
           'checkpoint value', check=_check_input_size,
           constraints='[0, 0] or positive multiples of 32'),
+    Param('num_proposals', 0, 'Noise boxes the detection head refines per pair; 0 takes the '
+          'checkpoint value. More find more objects; the head costs more per box', 0, 1000),
     Param('score_threshold', 0.3, 'Minimum detection score published', 0.0, 1.0, applies='live'),
     Param('nms_iou_threshold', 0.5, 'IoU above which overlapping boxes of one class are '
           'suppressed', 0.0, 1.0, applies='live', check=_check_nms_iou,

@@ -16,7 +16,12 @@ import torch
 from efficientmfd_ros.runtime.backend_base import Backend
 from efficientmfd_ros.runtime.postprocess import PostprocessConfig, decode, fused_to_image
 from efficientmfd_ros.runtime.preprocess import PreprocessConfig, Preprocessor
-from efficientmfd_ros.runtime.selection import BackendRequest, check_input_size, create_backend
+from efficientmfd_ros.runtime.selection import (
+    BackendRequest,
+    check_input_size,
+    check_num_proposals,
+    create_backend,
+)
 from efficientmfd_ros.runtime.timing import StageTimer
 
 LOG = logging.getLogger('efficientmfd_ros.runtime')
@@ -67,6 +72,11 @@ class FusionDetector:
     def input_size(self) -> tuple:
         """Network input ``(h, w)``."""
         return tuple(self.backend.info.input_hw)
+
+    @property
+    def num_proposals(self) -> int:
+        """Noise boxes the head refines per pair."""
+        return int(self.backend.info.num_proposals)
 
     @property
     def backend_name(self) -> str:
@@ -173,7 +183,8 @@ def load_detector(weights: str | Path, backend: str = 'torch', device: str = 'cp
                   build_engine_if_missing: bool = False,
                   engine_cache_dir: str | None = None,
                   onnx_cache_dir: str | None = None,
-                  cpu_threads: int | None = None) -> FusionDetector:
+                  cpu_threads: int | None = None,
+                  num_proposals: int | None = None) -> FusionDetector:
     """Build a detector from a checkpoint (``.pt``; or an exported ``.onnx`` for ONNX backends).
 
     backend: 'torch' | 'onnxruntime' | 'tensorrt' | 'auto' (tensorrt, then onnxruntime, then torch;
@@ -188,6 +199,9 @@ def load_detector(weights: str | Path, backend: str = 'torch', device: str = 'cp
     keeps the export it makes on first use (default ``~/.cache/efficientmfd_ros/onnx``).
     cpu_threads: intra-op threads on a CPU (0: every CPU this process may use; None: torch keeps
     its process-wide setting, onnxruntime uses every usable CPU); never spin-waiting.
+    num_proposals: noise boxes the head refines per image, 1-1000 (None: the checkpoint's); more
+    find more objects at a head cost that grows with them (models/README.md). ONNX files have the
+    count fixed: a cached export is made per count, a given one must match.
     """
     post = PostprocessConfig(score_threshold, nms_iou, max_detections)
     lo, hi = (float(v) for v in thermal_range)
@@ -197,7 +211,8 @@ def load_detector(weights: str | Path, backend: str = 'torch', device: str = 'cp
     request = BackendRequest(Path(weights), str(device), precision, bool(fast),
                              bool(build_engine_if_missing), engine_cache_dir,
                              check_input_size(input_size), onnx_cache_dir=onnx_cache_dir,
-                             cpu_threads=cpu_threads)
+                             cpu_threads=cpu_threads,
+                             num_proposals=check_num_proposals(num_proposals))
     chosen, notes = create_backend(request, backend)
     pre = PreprocessConfig(tuple(chosen.info.input_hw), bool(letterbox), thermal_span, homography)
     return FusionDetector(chosen, pre, post, noise_seed, notes)

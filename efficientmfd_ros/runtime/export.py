@@ -65,8 +65,12 @@ def default_onnx_path(weights: str | Path, fp16: bool = False) -> Path:
 
 def export_onnx(weights: str | Path, out: str | Path | None = None, fusion: bool = True,
                 opset: int = MIN_OPSET, fp16: bool = False,
-                log: Callable[[str], None] = print) -> tuple[Path, dict]:
-    """Export checkpoint ``weights`` to ONNX at ``out`` (default: beside it) -> (path, sidecar)."""
+                log: Callable[[str], None] = print,
+                num_proposals: int | None = None) -> tuple[Path, dict]:
+    """Export checkpoint ``weights`` to ONNX at ``out`` (default: beside it) -> (path, sidecar).
+
+    ``num_proposals``: noise boxes the graph refines per image (fixed in the graph; None: the
+    checkpoint's ``head.num_proposals``)."""
     from efficientmfd_ros.model import load_checkpoint
 
     if int(opset) < MIN_OPSET:
@@ -74,6 +78,8 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, fusion: bool
                          f'half_pixel), got {opset}')
     out = Path(out) if out else default_onnx_path(weights, fp16)
     model, cfg, _ = load_checkpoint(weights, 'cpu')
+    if num_proposals is not None:
+        cfg = model.cfg = cfg.with_num_proposals(num_proposals)
     h, w = (int(s) for s in cfg.input_size)
     rgb = torch.full((1, 3, h, w), 0.5)
     thermal = torch.full((1, 1, h, w), 0.5)

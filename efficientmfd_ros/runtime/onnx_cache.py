@@ -4,7 +4,8 @@
 cores, where torch's thread pool does not; `benchmarks/bench_cpu_backends.py`). When no export
 sits next to the checkpoint, one is made the first time and kept as
 ``<cache>/<weights stem>-<first 16 hex digits of the weights' sha256>.onnx`` with its sidecar, so
-new weights never meet an old export. A cached file is used only when its sidecar names these
+new weights never meet an old export (``-p<N>`` is added for a noise box count other than the
+checkpoint's, fixed in the graph). A cached file is used only when its sidecar names these
 exact weights and its own bytes match the sidecar's hash; otherwise it is exported again.
 Exports happen under a file lock, so two nodes starting together export once.
 
@@ -29,14 +30,16 @@ def default_onnx_cache_dir() -> Path:
 
 
 def cached_path(weights: str | Path, weights_sha256: str, cache_dir: str | Path | None = None,
-                fusion: bool = True) -> Path:
+                fusion: bool = True, num_proposals: int | None = None) -> Path:
     folder = Path(cache_dir).expanduser() if cache_dir else default_onnx_cache_dir()
-    tail = '' if fusion else '-detect'
+    tail = ('' if num_proposals is None else f'-p{int(num_proposals)}') + (
+        '' if fusion else '-detect')
     return folder / f'{Path(weights).stem}-{weights_sha256[:16]}{tail}.onnx'
 
 
-def _usable(path: Path, weights_sha256: str, fusion: bool) -> str:
-    """'' when ``path`` is a complete fp32 export of these weights, else why not."""
+def _usable(path: Path, weights_sha256: str, fusion: bool, num_proposals: int | None) -> str:
+    """'' when ``path`` is a complete fp32 export of these weights (drawing ``num_proposals``
+    boxes, when given), else why not."""
     if not path.is_file():
         return f'no cached export at {path}'
     try:
@@ -48,21 +51,25 @@ def _usable(path: Path, weights_sha256: str, fusion: bool) -> str:
     if meta.get('precision') != 'fp32' or bool(meta.get('fusion')) != fusion:
         kind = 'with' if fusion else 'without'
         return f'cached export {path.name} is not an fp32 export {kind} fusion'
+    if num_proposals is not None and meta.get('num_proposals') != int(num_proposals):
+        return f'cached export {path.name} does not draw {num_proposals} noise boxes'
     return ''
 
 
 def cached_onnx(weights: str | Path, weights_sha256: str, cache_dir: str | Path | None = None,
-                log: Callable[[str], None] = LOG.info, fusion: bool = True) -> tuple[Path, str]:
+                log: Callable[[str], None] = LOG.info, fusion: bool = True,
+                num_proposals: int | None = None) -> tuple[Path, str]:
     """``(onnx path, status)``: status ``'hit'`` or ``'exported: <why>'``. ``fusion`` False: the
-    detection-only graph (``<...>-detect.onnx``). Raises what the export raises
-    (ModelFileError for unreadable weights, ImportError without onnx)."""
-    path = cached_path(weights, weights_sha256, cache_dir, fusion)
-    if not _usable(path, weights_sha256, fusion):
+    detection-only graph (``<...>-detect.onnx``); ``num_proposals``: noise boxes per image (None:
+    the checkpoint's). Raises what the export raises (ModelFileError for unreadable weights,
+    ImportError without onnx)."""
+    path = cached_path(weights, weights_sha256, cache_dir, fusion, num_proposals)
+    if not _usable(path, weights_sha256, fusion, num_proposals):
         return path, 'hit'
     with file_lock(path.with_suffix('.lock'), 1800.0, 'the ONNX export lock'):
-        reason = _usable(path, weights_sha256, fusion)
+        reason = _usable(path, weights_sha256, fusion, num_proposals)
         if not reason:  # another process exported it while this one waited
             return path, 'hit'
         log(f'exporting {weights} to ONNX for onnxruntime ({reason}); once per weights')
-        export_onnx(weights, out=path, fusion=fusion, log=log)
+        export_onnx(weights, out=path, fusion=fusion, log=log, num_proposals=num_proposals)
     return path, f'exported: {reason}'

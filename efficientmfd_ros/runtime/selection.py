@@ -37,6 +37,7 @@ class BackendRequest:
     onnx_cache_dir: str | None = None  # None: runtime.onnx_cache.default_onnx_cache_dir()
     export_if_missing: bool = True  # CPU onnxruntime: export into the cache on first use
     cpu_threads: int | None = None  # see load_detector
+    num_proposals: int | None = None  # noise boxes per image; None: the checkpoint's
     _weights_sha: str | None = field(default=None, repr=False)
 
     def weights_sha256(self) -> str:
@@ -53,6 +54,15 @@ def check_input_size(input_size: Sequence[int] | None) -> tuple[int, int] | None
     if len(size) != 2 or any(v <= 0 or v % 32 for v in size):
         raise ValueError(f'input_size must be (h, w), positive multiples of 32, got {input_size}')
     return size
+
+
+def check_num_proposals(num: int | None) -> int | None:
+    """None, or ``num`` as an int; ValueError unless it is in [1, 1000]."""
+    if num is None:
+        return None
+    if isinstance(num, bool) or int(num) != num or not 1 <= int(num) <= 1000:
+        raise ValueError(f'num_proposals must be an integer in [1, 1000], got {num}')
+    return int(num)
 
 
 def create_backend(request: BackendRequest, backend: str = 'auto') -> tuple[Backend, list[str]]:
@@ -126,7 +136,8 @@ def _cached_exports(request: BackendRequest) -> tuple[Path, Path]:
     paths = []
     for fusion in (True, False):
         path, status = cached_onnx(request.weights, request.weights_sha256(),
-                                   request.onnx_cache_dir, fusion=fusion)
+                                   request.onnx_cache_dir, fusion=fusion,
+                                   num_proposals=request.num_proposals)
         LOG.info('onnxruntime%s: %s (%s)', '' if fusion else ', pairs without a fused image',
                  path, status)
         paths.append(path)
@@ -136,9 +147,16 @@ def _cached_exports(request: BackendRequest) -> tuple[Path, Path]:
 
 
 def _check_exported_size(path: Path, meta: dict, request: BackendRequest) -> None:
+    """ModelFileError unless the graph has the requested input size and noise box count (both
+    are fixed in an export)."""
     if request.input_hw is not None and tuple(meta['input_size']) != request.input_hw:
         raise ModelFileError(f'{path} was exported at input size {tuple(meta["input_size"])}, '
                              f'not the requested {request.input_hw}: export at that size')
+    wanted = request.num_proposals
+    if wanted is not None and int(meta['num_proposals']) != wanted:
+        raise ModelFileError(f'{path} was exported drawing {meta["num_proposals"]} noise boxes, '
+                             f'not the requested {wanted}: efficientmfd_export --num-proposals '
+                             f'{wanted}')
 
 
 def _torch(request: BackendRequest) -> Backend:
@@ -150,6 +168,8 @@ def _torch(request: BackendRequest) -> Backend:
                                       'file')
     device = resolve_device(request.device)
     model, _, _ = load_checkpoint(request.weights, 'cpu')
+    if request.num_proposals is not None:
+        model.cfg = model.cfg.with_num_proposals(request.num_proposals)
     return TorchBackend(model, device, request.precision, fast=request.fast,
                         input_hw=request.input_hw, cpu_threads=request.cpu_threads)
 

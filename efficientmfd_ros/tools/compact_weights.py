@@ -39,7 +39,6 @@ def output_drift(model_a, model_b) -> tuple[float, float]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import dataclasses
     from pathlib import Path
 
     import torch
@@ -51,9 +50,7 @@ def main(argv=None) -> int:
         model, cfg, ckpt = load_checkpoint(args.weights)
         extra = {k: v for k, v in ckpt.items() if k not in REQUIRED_KEYS or k == 'train_config'}
         if args.num_proposals is not None:
-            cfg = dataclasses.replace(cfg, head=dataclasses.replace(
-                cfg.head, num_proposals=args.num_proposals))
-            cfg.validate()
+            cfg = cfg.with_num_proposals(args.num_proposals)
         out = save_checkpoint(args.out, model, cfg, extra=extra, weights_dtype=torch.float16)
         compact, _, _ = load_checkpoint(out)
     except (CheckpointError, ModelConfigError, ValueError, OSError) as exc:

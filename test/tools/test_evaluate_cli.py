@@ -141,6 +141,21 @@ def test_noise_seed_selects_the_draw_and_is_recorded(llvip_run, tiny_weights, ll
     assert [p['bbox'] for p in default] != [p['bbox'] for p in other]
 
 
+def test_num_proposals_sets_the_box_count_and_is_recorded(llvip_run, tiny_weights, llvip_person,
+                                                          tmp_path):
+    own = llvip_run['metrics']['settings']['num_proposals']
+    code, _, stderr = _run(['--weights', tiny_weights, '--data', llvip_person,
+                            '--range', '..'.join(LLVIP_IDS), '--out', tmp_path,
+                            '--num-proposals', own + 4])
+    assert code == 0, stderr
+    assert json.loads((tmp_path / 'metrics.json').read_text())['settings'][
+        'num_proposals'] == own + 4
+    code, _, stderr = _run(['--weights', tiny_weights, '--data', llvip_person,
+                            '--range', '..'.join(LLVIP_IDS), '--out', tmp_path / 'bad',
+                            '--num-proposals', 0])
+    assert code == 2 and 'num_proposals must be an integer' in stderr
+
+
 @pytest.mark.parametrize('blank', ['rgb', 'thermal'])
 def test_blank_feeds_one_camera_as_zeros_and_is_recorded(llvip_run, tiny_weights, llvip_person,
                                                          tmp_path, blank):
