@@ -35,7 +35,8 @@ class AugmentConfig:
     brightness: float = 0.1                # additive shift drawn in [-b, b] of the full scale
     contrast: float = 0.2                  # factor drawn in [1-c, 1+c] around the image mean
     gamma: float = 1.25                    # exponent drawn log-uniformly in [1/g, g]
-    modality_dropout_p: float = 0.0        # probability of blanking one modality (50/50 which)
+    modality_dropout_p: float = 0.0        # probability of blanking one modality
+    dropout_rgb_share: float = 0.5         # of the blanked images, the share whose RGB is blanked
     min_box_size: float = 2.0              # pixels; smaller boxes after the crop are dropped
     min_visible: float = 0.3               # boxes keeping less of their area in the crop go
     thermal_range: tuple = (0.0, 65535.0)  # uint16 thermal counts mapped to [0, 1]
@@ -45,7 +46,8 @@ class AugmentConfig:
         if h <= 0 or w <= 0:
             raise AugmentError(f'size must be two positive ints (H, W), got {self.size}')
         self.size = (h, w)
-        for name in ('hflip_p', 'photometric_p', 'modality_dropout_p', 'min_visible'):
+        for name in ('hflip_p', 'photometric_p', 'modality_dropout_p', 'dropout_rgb_share',
+                     'min_visible'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         lo, hi = self.scale_range
@@ -151,7 +153,7 @@ class TrainAugment:
         thermal = self._photometric(to_unit(thermal, cfg.thermal_range), rng)
         out['dropped'] = None
         if rng.random() < cfg.modality_dropout_p:
-            out['dropped'] = 'rgb' if rng.random() < 0.5 else 'thermal'
+            out['dropped'] = 'rgb' if rng.random() < cfg.dropout_rgb_share else 'thermal'
             if out['dropped'] == 'rgb':
                 rgb = np.zeros_like(rgb)
             else:

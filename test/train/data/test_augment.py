@@ -100,6 +100,21 @@ def test_modality_dropout_blanks_exactly_one_modality():
     assert out['dropped'] is None
 
 
+@pytest.mark.parametrize('share', [0.0, 0.25, 1.0])
+def test_dropout_rgb_share_sets_which_camera_is_blanked(share):
+    cfg = AugmentConfig(size=(64, 80), modality_dropout_p=1.0, dropout_rgb_share=share)
+    drops = [TrainAugment(cfg)(_sample(), np.random.default_rng(seed))['dropped']
+             for seed in range(200)]
+    rgb = drops.count('rgb') / len(drops)
+    assert drops.count(None) == 0
+    assert rgb == share if share in (0.0, 1.0) else 0.15 < rgb < 0.35
+
+
+def test_dropout_rgb_share_outside_0_1_is_refused():
+    with pytest.raises(AugmentError, match='dropout_rgb_share'):
+        AugmentConfig(dropout_rgb_share=1.5)
+
+
 def test_photometric_jitter_is_independent_per_modality():
     cfg = AugmentConfig(size=(H, W), hflip_p=0.0, scale_range=(1.0, 1.0), photometric_p=1.0,
                         brightness=0.2, contrast=0.3, gamma=1.5)
