@@ -4,9 +4,10 @@
 cores, where torch's thread pool does not; `benchmarks/bench_cpu_backends.py`). When no export
 sits next to the checkpoint, one is made the first time and kept as
 ``<cache>/<weights stem>-<first 16 hex digits of the weights' sha256>.onnx`` with its sidecar, so
-new weights never meet an old export (``-p<N>`` is added for a noise box count other than the
-checkpoint's, fixed in the graph). A cached file is used only when its sidecar names these
-exact weights and its own bytes match the sidecar's hash; otherwise it is exported again.
+new weights never meet an old export (``-p<N>`` is added when a noise box count N is asked for:
+it is fixed in the graph; asking for the checkpoint's own count makes a file of its own too). A
+cached file is used only when its sidecar names these exact weights and its own bytes match the
+sidecar's hash; otherwise it is exported again.
 Exports happen under a file lock, so two nodes starting together export once.
 
 Default location: ``$EFFICIENTMFD_ONNX_CACHE``, else the engine cache's parent folder + ``onnx``

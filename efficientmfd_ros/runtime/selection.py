@@ -92,7 +92,7 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
     """The ONNX file ``backend`` should run for ``request``; BackendUnavailableError if none."""
     weights = request.weights
     if weights.suffix == '.onnx':
-        _check_exported_size(weights, read_sidecar(weights), request)
+        _check_exported_shape(weights, read_sidecar(weights), request)
         return weights
     candidates = []
     if request.precision == 'fp16' and fp16_ok:
@@ -110,7 +110,7 @@ def onnx_for(request: BackendRequest, backend: str, fp16_ok: bool) -> Path:
     if meta.get('checkpoint_sha256') != request.weights_sha256():
         raise ModelFileError(f'{path} was exported from other weights than {weights.name} '
                              '(stale export); export it again')
-    _check_exported_size(path, meta, request)
+    _check_exported_shape(path, meta, request)
     return path
 
 
@@ -142,11 +142,11 @@ def _cached_exports(request: BackendRequest) -> tuple[Path, Path]:
                  path, status)
         paths.append(path)
     # the cache checked both sidecars; the backend verifies the files' hashes when it loads them
-    _check_exported_size(paths[0], read_sidecar(paths[0], verify_hash=False), request)
+    _check_exported_shape(paths[0], read_sidecar(paths[0], verify_hash=False), request)
     return paths[0], paths[1]
 
 
-def _check_exported_size(path: Path, meta: dict, request: BackendRequest) -> None:
+def _check_exported_shape(path: Path, meta: dict, request: BackendRequest) -> None:
     """ModelFileError unless the graph has the requested input size and noise box count (both
     are fixed in an export)."""
     if request.input_hw is not None and tuple(meta['input_size']) != request.input_hw:
