@@ -19,6 +19,7 @@ table to `--out` and every run's summary beside it (`.json`).
 import argparse
 import json
 from pathlib import Path
+import re
 import subprocess
 import sys
 import time
@@ -40,7 +41,7 @@ FUSION_KEYS = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim')
 
 
 def slug(name: str) -> str:
-    return ''.join(c if c.isalnum() else '_' for c in name).strip('_').replace('__', '_')
+    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_')
 
 
 def run_arm(name, extra, seed, args, model_cfg) -> dict:
@@ -48,7 +49,6 @@ def run_arm(name, extra, seed, args, model_cfg) -> dict:
     if (out / 'summary.json').exists():
         print(f'== {name}, seed {seed}: done before ({out})', flush=True)
         return json.loads((out / 'summary.json').read_text())
-    every = args.iterations
     cmd = [sys.executable, '-m', 'efficientmfd_ros.tools.train',
            '--config', str(ROOT / 'config/train/lite_llvip.yaml'),
            f'--model_config={model_cfg}', f'--output_dir={out}', f'--seed={seed}',
@@ -56,8 +56,9 @@ def run_arm(name, extra, seed, args, model_cfg) -> dict:
            '--schedule.policy=cosine', '--schedule.min_lr_factor=0.05',
            f'--optim.lr={args.lr}', f'--optim.backbone_lr={args.lr / 4}',
            f'--data.batch_size={args.batch}', '--data.num_workers=0',
-           f'--eval.interval={every}', '--eval.noise_seeds=[0,1,2,3,4]',
-           f'--runtime.checkpoint_interval={min(every, 50)}', '--runtime.tensorboard=false',
+           f'--eval.interval={args.iterations}', '--eval.noise_seeds=[0,1,2,3,4]',
+           f'--runtime.checkpoint_interval={min(args.iterations, 50)}',
+           '--runtime.tensorboard=false',
            *extra]
     if args.init_weights:
         cmd.append(f'--init_weights={Path(args.init_weights).resolve()}')
