@@ -12,6 +12,7 @@ import threading  # noqa: E402
 
 import rclpy  # noqa: E402
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.impl.implementation_singleton import rclpy_implementation  # noqa: E402
 from rclpy.utilities import remove_ros_args  # noqa: E402
 
 from efficientmfd_ros.ros.node import MfdNode  # noqa: E402
@@ -53,7 +54,13 @@ def main(args=None):
         executor = MultiThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not stop.is_set():
-            executor.spin_once(timeout_sec=0.2)
+            try:
+                executor.spin_once(timeout_sec=0.2)
+            except rclpy_implementation.RCLError:
+                # rclpy's signal handler may shut the context down between the ok() check and
+                # the executor's wait: that is a normal stop, any other RCL failure is not.
+                if rclpy.ok():
+                    raise
     except ParameterError as exc:
         rclpy.logging.get_logger('efficientmfd_node').fatal(f'invalid parameters: {exc}')
         code = 1
