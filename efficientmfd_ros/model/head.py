@@ -46,7 +46,8 @@ def _tower(dim: int, layers: int) -> nn.Sequential:
 class HeadStage(nn.Module):
     """One refinement stage.
 
-    `forward(levels, boxes (B,N,4) xyxy pixels, proposals (B,N,d) | None, time (B,4d))
+    `forward(stacked (MultiLevelRoIAlign.stack of the FPN maps), boxes (B,N,4) xyxy pixels,
+    proposals (B,N,d) | None, time (B,4d))
     -> (logits (B,N,C), boxes (B,N,4) xyxy pixels, proposals (B,N,d))`: RoIAlign, self-attention
     among proposals, dynamic instance interaction, FFN, time scale/shift, class and box towers. The
     first stage starts its proposal features from the mean of the pooled RoI features.
@@ -69,11 +70,11 @@ class HeadStage(nn.Module):
         self.class_logits = nn.Linear(d, cfg.num_classes)
         self.box_deltas = nn.Linear(d, 4)
 
-    def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor,
+    def forward(self, stacked: torch.Tensor, boxes: torch.Tensor,
                 proposals: torch.Tensor | None,
                 time: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch, num = boxes.shape[:2]
-        rois = self.pooler(levels, boxes)
+        rois = self.pooler(stacked, boxes)
         rois = rois.flatten(2).transpose(1, 2)
         if proposals is None:
             proposals = rois.mean(dim=1).reshape(batch, num, -1)
@@ -101,6 +102,7 @@ class CFDPHead(nn.Module):
         super().__init__()
         pooler = MultiLevelRoIAlign(level_ids, cfg.pooler_resolution, cfg.pooler_sampling_ratio,
                                     cfg.pooler_canonical_size)
+        self.pooler = pooler  # one module, shared by the stages (it holds no parameters)
         self.time_embedding = TimeEmbedding(cfg.hidden_dim)
         self.stages = nn.ModuleList(HeadStage(cfg, pooler) for _ in range(cfg.num_stages))
         for param in self.parameters():
@@ -113,10 +115,11 @@ class CFDPHead(nn.Module):
     def forward(self, levels: list[torch.Tensor], boxes: torch.Tensor,
                 t: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         time = self.time_embedding(t)
+        stacked = self.pooler.stack(levels)
         proposals = None
         outputs = []
         for stage in self.stages:
-            logits, pred_boxes, proposals = stage(levels, boxes, proposals, time)
+            logits, pred_boxes, proposals = stage(stacked, boxes, proposals, time)
             outputs.append((logits, pred_boxes))
             boxes = pred_boxes.detach()
         return outputs

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from efficientmfd_ros.model.efficientmfd import EfficientMFD
 
 SIDECAR_FORMAT = 'efficientmfd_ros.onnx/1'
+# Raised when the exported graph changes for the same weights (2: one stacked RoIAlign per head
+# stage instead of one per level), so the ONNX cache replaces exports an older version made.
+GRAPH_VERSION = 2
 INPUT_NAMES = ('rgb', 'thermal', 'noise_boxes')
 OUTPUT_NAMES = ('pred_logits', 'pred_boxes', 'fused_rgb')
 MIN_OPSET = 17
@@ -104,6 +107,7 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, fusion: bool
         os.replace(tmp_onnx, out)
     meta = {
         'format': SIDECAR_FORMAT,
+        'graph_version': GRAPH_VERSION,
         'onnx_file': out.name,
         'onnx_sha256': sha256_file(out),
         'checkpoint_sha256': sha256_file(weights),

@@ -7,7 +7,8 @@ sits next to the checkpoint, one is made the first time and kept as
 new weights never meet an old export (``-p<N>`` is added when a noise box count N is asked for:
 it is fixed in the graph; asking for the checkpoint's own count makes a file of its own too). A
 cached file is used only when its sidecar names these exact weights and its own bytes match the
-sidecar's hash; otherwise it is exported again.
+sidecar's hash, and was made by an exporter of the current graph version; otherwise it is exported
+again.
 Exports happen under a file lock, so two nodes starting together export once.
 
 Default location: ``$EFFICIENTMFD_ONNX_CACHE``, else the engine cache's parent folder + ``onnx``
@@ -20,7 +21,7 @@ from typing import Callable
 
 from efficientmfd_ros.runtime.engine_cache import default_cache_dir, file_lock
 from efficientmfd_ros.runtime.errors import ModelFileError
-from efficientmfd_ros.runtime.export import export_onnx, read_sidecar
+from efficientmfd_ros.runtime.export import GRAPH_VERSION, export_onnx, read_sidecar
 
 LOG = logging.getLogger('efficientmfd_ros.runtime')
 
@@ -49,6 +50,9 @@ def _usable(path: Path, weights_sha256: str, fusion: bool, num_proposals: int | 
         return f'cached export unusable ({exc})'
     if meta.get('checkpoint_sha256') != weights_sha256:
         return f'cached export {path.name} was made from other weights (stale)'
+    if meta.get('graph_version', 1) != GRAPH_VERSION:
+        return (f'cached export {path.name} holds graph version {meta.get("graph_version", 1)}, '
+                f'this efficientmfd_ros exports version {GRAPH_VERSION}')
     if meta.get('precision') != 'fp32' or bool(meta.get('fusion')) != fusion:
         kind = 'with' if fusion else 'without'
         return f'cached export {path.name} is not an fp32 export {kind} fusion'

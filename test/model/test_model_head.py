@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
+from torchvision.ops import roi_align
 
 from efficientmfd_ros.model import build_model
 from efficientmfd_ros.model.config import HeadConfig
@@ -41,24 +42,51 @@ def test_level_assignment():
     assert small.assign_levels(boxes[:2]).tolist() == [3.0, 4.0]
 
 
+def _per_level(pooler, levels, boxes):
+    """torchvision's RoIAlign of each box on its own level, the reference for `stack` + forward."""
+    flat = boxes.reshape(-1, 4)
+    image = torch.arange(boxes.shape[0], dtype=boxes.dtype).repeat_interleave(boxes.shape[1])
+    rois = torch.cat([image[:, None], flat], dim=1)
+    assigned = pooler.assign_levels(flat)
+    out = torch.zeros(flat.shape[0], levels[0].shape[1], pooler.output_size, pooler.output_size)
+    for k, feat in zip(pooler.level_ids, levels):
+        rows = assigned == k
+        out[rows] = roi_align(feat, rois[rows], pooler.output_size, 1.0 / 2 ** k,
+                              pooler.sampling_ratio, aligned=True)
+    return out, assigned
+
+
 @pytest.mark.filterwarnings('ignore')  # tracer warnings: the trace below is the point
-def test_eager_pooling_equals_the_static_masked_pooling():
+def test_stacked_pooling_equals_per_level_pooling_for_boxes_in_the_image():
     g = torch.Generator().manual_seed(0)
     levels = [torch.randn(2, 8, 64 // 2 ** k, 96 // 2 ** k, generator=g) for k in (2, 3, 4, 5)]
     pooler = MultiLevelRoIAlign([2, 3, 4, 5], 5, 2, canonical_size=24)
-    xy = torch.rand(2, 30, 2, generator=g) * torch.tensor([80.0, 50.0])
-    wh = torch.rand(2, 30, 2, generator=g) * 90 + 2
+    wh = torch.rand(2, 30, 2, generator=g) * torch.tensor([90.0, 60.0]) + 2
+    xy = torch.rand(2, 30, 2, generator=g) * (torch.tensor([96.0, 64.0]) - wh)
     boxes = torch.cat([xy, xy + wh], dim=-1)
-    eager = pooler(levels, boxes)
-    rois = torch.cat([torch.arange(2.0).repeat_interleave(30)[:, None], boxes.reshape(-1, 4)], 1)
-    assigned = pooler.assign_levels(boxes.reshape(-1, 4))
+    stacked = pooler.stack(levels)
+    assert stacked.shape == (8, 8, 16, 24)
+    pooled = pooler(stacked, boxes)
+    reference, assigned = _per_level(pooler, levels, boxes)
     assert len(set(assigned.tolist())) == 4
-    masked = sum(pooler._pool(f, rois, k) * (assigned == k).float()[:, None, None, None]
-                 for k, f in zip([2, 3, 4, 5], levels))
-    assert eager.shape == (60, 8, 5, 5)
-    assert torch.equal(eager, masked)
-    traced = torch.jit.trace(pooler, (levels, boxes), check_trace=False)
-    assert torch.allclose(traced(levels, boxes), eager)
+    assert pooled.shape == (60, 8, 5, 5)
+    assert torch.allclose(pooled, reference, atol=1e-6)
+    traced = torch.jit.trace(pooler, (stacked, boxes), check_trace=False)
+    assert torch.allclose(traced(stacked, boxes), pooled)
+
+
+def test_stacked_pooling_past_the_image_edge():
+    levels = [torch.ones(1, 2, 16, 16), torch.ones(1, 2, 8, 8)]
+    pooler = MultiLevelRoIAlign([3, 4], 2, 1, canonical_size=16)
+    # A 16 px box (level 4) half past the right edge: its outer bins read past the last column.
+    # Within one level pixel they read the edge (as torchvision does); a box far outside reads 0.
+    boxes = torch.tensor([[[120.0, 0.0, 136.0, 16.0], [120.0, 0.0, 128.0, 8.0],
+                           [400.0, 400.0, 416.0, 416.0]]])
+    pooled = pooler(pooler.stack(levels), boxes)
+    reference, assigned = _per_level(pooler, levels, boxes)
+    assert assigned.tolist() == [4.0, 3.0, 4.0]
+    assert torch.equal(pooled[:2], reference[:2])
+    assert torch.equal(pooled[2], torch.zeros(2, 2, 2))
 
 
 def test_dynamic_interaction_and_time_embedding_shapes():
@@ -99,7 +127,8 @@ def test_fp16_boxes_get_the_fp32_level():
     assert torch.equal(levels, pooler.assign_levels(boxes))
     assert levels.tolist() == [4.0, 4.0, 2.0, 4.0]
     feats = [torch.randn(1, 4, 512 // 2 ** k, 512 // 2 ** k) for k in (2, 3, 4, 5)]
-    assert torch.equal(pooler(feats, half[None]), pooler(feats, boxes[None]))
+    stacked = pooler.stack(feats)
+    assert torch.equal(pooler(stacked, half[None]), pooler(stacked, boxes[None]))
 
 
 def test_avoid_host_sync_switch():
@@ -147,8 +176,8 @@ def test_capture_path_equals_eager_and_never_syncs(tiny_cfg, tiny_inputs):
             eager = model.detect(feats, hw, noise)
         with sync_free_paths(), _OpRecorder() as capture_ops:
             captured = model.detect(feats, hw, noise)
-    # The eager run takes the per-level path (nonzero); the capture path has no host round trip.
-    assert 'nonzero' in eager_ops.names
+    # Pooling is one stacked RoIAlign on every path: neither run has a host round trip.
+    assert not HOST_SYNC_OPS & eager_ops.names, HOST_SYNC_OPS & eager_ops.names
     assert not HOST_SYNC_OPS & capture_ops.names, HOST_SYNC_OPS & capture_ops.names
     assert torch.equal(captured['pred_logits'], eager['pred_logits'])
     assert torch.equal(captured['pred_boxes'], eager['pred_boxes'])

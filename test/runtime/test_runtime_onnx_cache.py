@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from efficientmfd_ros.runtime.engine_cache import sha256_file
-from efficientmfd_ros.runtime.export import sidecar_path
+from efficientmfd_ros.runtime.export import GRAPH_VERSION, sidecar_path
 from efficientmfd_ros.runtime.onnx_cache import cached_onnx, default_onnx_cache_dir
 from efficientmfd_ros.runtime.threads import configure_torch_cpu, ort_cpu_options, usable_cpus
 
@@ -48,6 +48,13 @@ def test_a_stale_or_altered_cached_file_is_exported_again(tiny_weights, tmp_path
     _, status = cached_onnx(tiny_weights, sha, cache, log=_quiet)
     assert 'changed since export' in status
     assert cached_onnx(tiny_weights, sha, cache, log=_quiet)[1] == 'hit'
+    # An export an older efficientmfd_ros made (before the sidecar named a graph version).
+    meta = json.loads(side.read_text())
+    del meta['graph_version']
+    side.write_text(json.dumps(meta))
+    _, status = cached_onnx(tiny_weights, sha, cache, log=_quiet)
+    assert 'graph version 1' in status
+    assert json.loads(side.read_text())['graph_version'] == GRAPH_VERSION
 
 
 def test_default_cache_follows_the_environment(monkeypatch, tmp_path):
