@@ -11,7 +11,7 @@ import sys  # noqa: E402
 import threading  # noqa: E402
 
 import rclpy  # noqa: E402
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor  # noqa: E402
 from rclpy.impl.implementation_singleton import rclpy_implementation  # noqa: E402
 from rclpy.utilities import remove_ros_args  # noqa: E402
 
@@ -51,7 +51,12 @@ def main(args=None):
     code = 0
     try:
         node = MfdNode()
-        executor = MultiThreadedExecutor()
+        # Single-threaded on purpose: the callbacks are short (inference has its own thread), and
+        # rclpy's MultiThreadedExecutor (before ros2/rclpy#1547) yields a callback that waits in
+        # its thread pool again and again, re-submitting it in a loop that holds the GIL; on two
+        # cores that stalled inference for 0.3-1.6 s at a time and cost the demo up to half its
+        # pairs (benchmarks/results/bench_cpu_backends.md).
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not stop.is_set():
             try:
