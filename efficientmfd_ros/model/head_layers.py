@@ -1,14 +1,11 @@
 """Building blocks of the CFDP head: multi-level RoIAlign, proposal self-attention, dynamic
 instance interaction and the diffusion time embedding. All are static-shape and ONNX-exportable.
 
-`static_graph()` and `avoid_host_sync(device)` tell model code when it must not synchronize with
-the host or make shapes from data: while tracing, exporting or compiling, and also while a CUDA
-graph is being captured, while torch's CUDA sync debug mode is set, or inside `sync_free_paths()`.
+`static_graph()` tells model code when it must not make shapes from data: while tracing, exporting
+or compiling. The head itself has no data-dependent shapes or host syncs on any path, so it also
+runs inside a CUDA-graph capture.
 """
-import contextlib
-import contextvars
 import math
-import typing
 
 import torch
 from torch import nn
@@ -85,36 +82,6 @@ def static_graph() -> bool:
     """True while tracing, exporting or compiling: then no data-dependent shapes are allowed."""
     return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
             or torch.compiler.is_compiling())
-
-
-_FORCE_SYNC_FREE = contextvars.ContextVar('efficientmfd_force_sync_free', default=False)
-
-
-@contextlib.contextmanager
-def sync_free_paths() -> typing.Iterator[None]:
-    """Within this block `avoid_host_sync` is true on every device, so the code paths a CUDA-graph
-    capture takes also run on the CPU (how the tests compare them with the eager paths)."""
-    token = _FORCE_SYNC_FREE.set(True)
-    try:
-        yield
-    finally:
-        _FORCE_SYNC_FREE.reset(token)
-
-
-def avoid_host_sync(device: torch.device) -> bool:
-    """True when code working on `device` must neither wait for it nor make shapes from data.
-
-    That is under `static_graph()`, inside `sync_free_paths()`, and on CUDA while the current
-    stream is capturing a graph or while torch's sync debug mode is set: the torch backend's fast
-    path probes a stage for host syncs under that mode before capturing it, so the probe must see
-    the path the capture will take. Plain eager runs (CPU or CUDA) get False and the cheaper
-    data-dependent paths.
-    """
-    if static_graph() or _FORCE_SYNC_FREE.get():
-        return True
-    if device.type != 'cuda':
-        return False
-    return torch.cuda.is_current_stream_capturing() or torch.cuda.get_sync_debug_mode() != 0
 
 
 class ProposalAttention(nn.Module):

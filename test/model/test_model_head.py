@@ -14,8 +14,6 @@ from efficientmfd_ros.model.head_layers import (
     DynamicInteraction,
     MultiLevelRoIAlign,
     TimeEmbedding,
-    avoid_host_sync,
-    sync_free_paths,
 )
 
 # Torch calls that wait for the device or copy host values to it: none may run during capture.
@@ -131,17 +129,6 @@ def test_fp16_boxes_get_the_fp32_level():
     assert torch.equal(pooler(stacked, half[None]), pooler(stacked, boxes[None]))
 
 
-def test_avoid_host_sync_switch():
-    cpu = torch.device('cpu')
-    assert not avoid_host_sync(cpu)
-    with sync_free_paths():
-        assert avoid_host_sync(cpu)
-        with sync_free_paths():
-            assert avoid_host_sync(cpu)
-        assert avoid_host_sync(cpu)
-    assert not avoid_host_sync(cpu)
-
-
 class _OpRecorder(TorchFunctionMode):
     """Records the name of every torch function and tensor method called inside it."""
 
@@ -163,7 +150,7 @@ def _multi_step_model(cfg):
     return build_model(cfg).eval()
 
 
-def test_capture_path_equals_eager_and_never_syncs(tiny_cfg, tiny_inputs):
+def test_detect_never_syncs_with_the_host(tiny_cfg, tiny_inputs):
     model = _multi_step_model(tiny_cfg)
     rgb, thermal = tiny_inputs
     noise = model.make_noise_boxes(2, torch.Generator().manual_seed(4))
@@ -172,15 +159,11 @@ def test_capture_path_equals_eager_and_never_syncs(tiny_cfg, tiny_inputs):
     assert len(set(model.head.stages[0].pooler.assign_levels(start).tolist())) > 1
     with torch.inference_mode():
         feats = model.extract(rgb, thermal)
-        with _OpRecorder() as eager_ops:
-            eager = model.detect(feats, hw, noise)
-        with sync_free_paths(), _OpRecorder() as capture_ops:
-            captured = model.detect(feats, hw, noise)
-    # Pooling is one stacked RoIAlign on every path: neither run has a host round trip.
-    assert not HOST_SYNC_OPS & eager_ops.names, HOST_SYNC_OPS & eager_ops.names
-    assert not HOST_SYNC_OPS & capture_ops.names, HOST_SYNC_OPS & capture_ops.names
-    assert torch.equal(captured['pred_logits'], eager['pred_logits'])
-    assert torch.equal(captured['pred_boxes'], eager['pred_boxes'])
+        with _OpRecorder() as ops:
+            model.detect(feats, hw, noise)
+    # Pooling is one stacked RoIAlign however the boxes spread over the levels: no host round
+    # trip, so the same code runs eagerly and inside a CUDA-graph capture.
+    assert not HOST_SYNC_OPS & ops.names, HOST_SYNC_OPS & ops.names
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
