@@ -150,10 +150,14 @@ class EvalConfig:
     # mean). Empty: the model's own `head.noise_seed`, as the runtime runs. On a small split one
     # draw moves AP50 by several points, so a few draws make the pick less of a lottery.
     noise_seeds: tuple[int, ...] = ()
+    # Also score this many labelled training pairs (resized, not augmented) at every evaluation,
+    # for a training curve next to the validation one (`train_map50` in log.jsonl); 0: none.
+    train_images: int = 0
 
     def validate(self):
         _require(self.interval >= 0, 'eval.interval must be >= 0')
         _require(self.num_proposals >= 0, 'eval.num_proposals must be >= 0')
+        _require(self.train_images >= 0, 'eval.train_images must be >= 0')
         _require(all(isinstance(s, int) and s >= 0 for s in self.noise_seeds),
                  f'eval.noise_seeds must be non-negative integers, got {list(self.noise_seeds)}')
         known = ('en', 'sd', 'sf', 'mi', 'qabf', 'ssim', 'vif', 'paper_mi', 'paper_vif')

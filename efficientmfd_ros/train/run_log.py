@@ -42,10 +42,12 @@ class RunLog:
                 self.writer.add_scalar(key if '/' in key else f'{prefix}/{key}', value, step)
 
     def evaluation(self, metrics: dict, step: int):
-        """A validation result: one `eval` line in log.jsonl and `val/...` scalars."""
+        """A validation result: one `eval` line in log.jsonl; `val/...`, `train/...` scalars."""
         self.append('log.jsonl', {'step': step, 'eval': metrics})
         flat = {f'val/{k}': metrics[k] for k in ('map50', 'map50_95') if metrics[k] is not None}
         flat.update({f'val/fusion_{k}': v for k, v in metrics['fusion'].items()})
+        flat.update({f'train/{k}': v for k, v in metrics.get('train', {}).items()
+                     if k != 'num_images' and v is not None})
         self.scalars(flat, step)
 
     def close(self):

@@ -18,6 +18,7 @@ DistributedDataParallel; GMTA steps run their forward under `no_sync()` and GMTA
 task gradients itself, so gradients are averaged exactly once on every step.
 """
 from contextlib import nullcontext
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -294,6 +295,14 @@ class Trainer:
         if self.main:
             metrics = evaluate(self.kept_model, self.data.val, self.model_cfg.class_names,
                                self.cfg.eval, self.device, self.autocast)
+            if self.data.train_eval is not None:
+                on_train = evaluate(self.kept_model, self.data.train_eval,
+                                    self.model_cfg.class_names, dataclasses.replace(
+                                        self.cfg.eval, fusion_metrics=(),
+                                        max_images=self.cfg.eval.train_images),
+                                    self.device, self.autocast)
+                metrics['train'] = {key: on_train[key]
+                                    for key in ('map50', 'map50_95', 'num_images')}
             self.log.evaluation(metrics, self.step)
             score = metrics['map50'] if metrics['map50'] is not None else -1.0
             if score > self.best:

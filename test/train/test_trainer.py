@@ -97,6 +97,7 @@ def test_three_steps_checkpoint_and_resume_match_an_uninterrupted_run(tiny_confi
         [r['fallback'] for r in gmta]
     evals = [r['eval'] for r in _lines(straight / 'log.jsonl') if 'eval' in r]
     assert len(evals) == 1 and evals[0]['num_images'] == 2 and 'ssim' in evals[0]['fusion']
+    assert 'train' not in evals[0]
     model, cfg, ckpt = load_checkpoint(straight / 'model_final.pt')
     assert ckpt['iteration'] == 3 and ckpt['train_config']['task'] == 'joint'
     assert 'optimizer' not in ckpt and cfg.class_names == ('person', 'car')
@@ -124,6 +125,19 @@ def test_single_task_runs_without_gmta(tiny_config, tmp_path, task):
     assert ('loss_u' in record) == (task == 'fusion')
     assert ('loss_d' in record) == (task == 'detection')
     assert not (out / 'gmta.jsonl').exists()
+
+
+def test_training_frames_are_scored_beside_validation_when_asked(tiny_config, tmp_path):
+    """`eval.train_images` scores the labelled training pairs (not the unlabelled ones) too."""
+    out = tmp_path / 'curve'
+    assert _train(tiny_config, out, '--task=detection', '--schedule.iterations=1',
+                  '--eval.train_images=10') == 0
+    evals = [r['eval'] for r in _lines(out / 'log.jsonl') if 'eval' in r]
+    assert len(evals) == 1 and evals[0]['num_images'] == 2
+    on_train = evals[0]['train']
+    assert on_train['num_images'] == 4  # the 4 labelled pairs; the 2 unlabelled are left out
+    assert 0.0 <= on_train['map50'] <= 1.0 and 0.0 <= on_train['map50_95'] <= on_train['map50']
+    assert _train(tiny_config, tmp_path / 'bad', '--eval.train_images=-1') == 2
 
 
 def test_fusion_warmup_trains_only_the_fusion_branch_and_resumes(tiny_config, tmp_path):

@@ -28,13 +28,16 @@ def _with_classes(specs, class_names):
 
 @dataclass
 class TrainData:
-    """`train` MixedDataset, its `sampler` and `loader`; `val` a DataLoader or None."""
+    """`train` MixedDataset, its `sampler` and `loader`; `val` a DataLoader or None;
+    `train_eval` the labelled training sets resized like `val` (None unless
+    `eval.train_images` > 0)."""
 
     train: MixedDataset
     sampler: EpochSampler
     loader: DataLoader
     val: DataLoader | None
     summary: str
+    train_eval: DataLoader | None = None
 
     def epoch_iter(self, epoch: int, position: int = 0):
         """An iterator over the batches of `epoch`, starting after `position` batches."""
@@ -72,4 +75,17 @@ def build_loaders(cfg: TrainConfig, model_cfg: ModelConfig, rank=0, world_size=1
         val = DataLoader(val_set, batch_size=data.batch_size, shuffle=False,
                          num_workers=data.num_workers, collate_fn=collate, pin_memory=pin)
         summary += '\nvalidation data:\n' + val_set.summary()
-    return TrainData(train, sampler, loader, val, summary)
+    return TrainData(train, sampler, loader, val, summary,
+                     _train_eval(cfg, model_cfg, size, collate, pin))
+
+
+def _train_eval(cfg: TrainConfig, model_cfg: ModelConfig, size, collate, pin):
+    """The labelled training sets in order, resized, for `eval.train_images`; or None."""
+    labelled = [spec for spec in cfg.data.train
+                if spec.get('labelled', True) and spec.get('label_format', 'voc') != 'none']
+    if not cfg.eval.train_images or not labelled:
+        return None
+    sets = build_datasets(_with_classes(labelled, model_cfg.class_names), resize_to(size),
+                          seed=cfg.seed)
+    return DataLoader(sets, batch_size=cfg.data.batch_size, shuffle=False,
+                      num_workers=cfg.data.num_workers, collate_fn=collate, pin_memory=pin)
