@@ -6,9 +6,10 @@ random number from the ``np.random.Generator`` they are given, so a seeded gener
 them. Both add ``orig_hw`` (H, W) of the image they received, ``scale`` (sx, sy) and ``offset``
 (dx, dy) such that ``x_out = x_in * sx + dx`` (see ``boxes_to_original``).
 
-- ``TrainAugment``: horizontal flip, scale jitter around the fit-to-size scale, random crop/pad to
-  the training size, photometric jitter per modality (independent draws), optional modality
-  dropout. Outputs float32 images in [0, 1] and ``flipped``, ``dropped`` (None, 'rgb', 'thermal').
+- ``TrainAugment``: optional copy-paste of the image's own objects (``copy_paste.py``),
+  horizontal flip, scale jitter around the fit-to-size scale, random crop/pad to the training
+  size, photometric jitter per modality (independent draws), optional modality dropout.
+  Outputs float32 images in [0, 1] and ``flipped``, ``dropped`` (None, 'rgb', 'thermal').
 - ``resize_to(size)``: the deterministic evaluation transform; keeps the image dtype.
 """
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from efficientmfd_ros.core.config_io import from_plain
+from efficientmfd_ros.train.data.copy_paste import paste_copies
 
 
 class AugmentError(ValueError):
@@ -37,6 +39,8 @@ class AugmentConfig:
     gamma: float = 1.25                    # exponent drawn log-uniformly in [1/g, g]
     modality_dropout_p: float = 0.0        # probability of blanking one modality
     dropout_rgb_share: float = 0.5         # of the blanked images, the share whose RGB is blanked
+    copy_paste_p: float = 0.0              # probability of pasting copies of the image's objects
+    copy_paste_max: int = 3                # at most this many copies per image (copy_paste.py)
     min_box_size: float = 2.0              # pixels; smaller boxes after the crop are dropped
     min_visible: float = 0.3               # boxes keeping less of their area in the crop go
     thermal_range: tuple = (0.0, 65535.0)  # uint16 thermal counts mapped to [0, 1]
@@ -47,7 +51,7 @@ class AugmentConfig:
             raise AugmentError(f'size must be two positive ints (H, W), got {self.size}')
         self.size = (h, w)
         for name in ('hflip_p', 'photometric_p', 'modality_dropout_p', 'dropout_rgb_share',
-                     'min_visible'):
+                     'min_visible', 'copy_paste_p'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         lo, hi = self.scale_range
@@ -55,6 +59,8 @@ class AugmentConfig:
             raise AugmentError(f'scale_range must satisfy 0 < low <= high, got {self.scale_range}')
         if not self.thermal_range[0] < self.thermal_range[1]:
             raise AugmentError(f'thermal_range must be (low, high), got {self.thermal_range}')
+        if self.copy_paste_max < 1:
+            raise AugmentError(f'copy_paste_max must be >= 1, got {self.copy_paste_max}')
         if self.gamma < 1.0:
             raise AugmentError(f'gamma must be >= 1 (range [1/g, g]), got {self.gamma}')
 
@@ -136,6 +142,9 @@ class TrainAugment:
         height, width = rgb.shape[:2]
         out = dict(sample)
         out['orig_hw'] = (height, width)
+        if cfg.copy_paste_p and rng.random() < cfg.copy_paste_p:
+            rgb, thermal, boxes, labels = paste_copies(rgb, thermal, boxes, labels, rng,
+                                                       cfg.copy_paste_max)
         out['flipped'] = bool(rng.random() < cfg.hflip_p)
         if out['flipped']:
             rgb, thermal = rgb[:, ::-1], thermal[:, ::-1]
