@@ -8,6 +8,7 @@ stored as tuples and written back as lists.
 from dataclasses import dataclass, field, replace
 import math
 from pathlib import Path
+import typing
 
 import yaml
 
@@ -198,6 +199,11 @@ class ModelConfig:
     def with_num_proposals(self, num: int) -> 'ModelConfig':
         """A copy drawing `num` noise boxes per image (the head's weights do not depend on it)."""
         return replace(self, head=replace(self.head, num_proposals=int(num)))
+
+    def with_input_size(self, size: typing.Sequence[int]) -> 'ModelConfig':
+        """A copy run at network input `size = (h, w)` (the network is convolutional; its
+        weights do not depend on it). ModelConfigError unless both are multiples of 32."""
+        return replace(self, input_size=tuple(int(v) for v in size))
 
     def to_dict(self) -> dict:
         return to_plain(self)

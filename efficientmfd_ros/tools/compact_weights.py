@@ -5,7 +5,9 @@ bytes: this rewrites the weights as float16 and keeps every other key (model con
 train config, metrics), then reloads both files and reports how far the detections of one
 deterministic random input moved. The runtime loads the copy into float32 modules as usual.
 `--num-proposals N` also sets how many noise boxes the deployed model draws per image: the head
-takes any number of boxes, so, as in DiffusionDet, inference may use more than training did.
+takes any number of boxes, so, as in DiffusionDet, inference may use more than training did;
+`--input-size H W` the network input it runs at (a convolutional network: a file trained with
+scale jitter at one size may deploy at a nearby smaller one where the CPU budget needs it).
 Exit status: 0 written, 2 bad input.
 """
 import argparse
@@ -19,6 +21,9 @@ def parse_args(argv=None):
     parser.add_argument('--out', required=True, help='where to write the float16 copy')
     parser.add_argument('--num-proposals', type=int, default=None, metavar='N',
                         help='noise boxes per image at inference (default: as trained)')
+    parser.add_argument('--input-size', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='network input the deployed model runs at, multiples of 32 '
+                             '(default: as trained)')
     return parser.parse_args(argv)
 
 
@@ -51,6 +56,8 @@ def main(argv=None) -> int:
         extra = {k: v for k, v in ckpt.items() if k not in REQUIRED_KEYS or k == 'train_config'}
         if args.num_proposals is not None:
             cfg = cfg.with_num_proposals(args.num_proposals)
+        if args.input_size is not None:
+            cfg = cfg.with_input_size(args.input_size)
         out = save_checkpoint(args.out, model, cfg, extra=extra, weights_dtype=torch.float16)
         compact, _, _ = load_checkpoint(out)
     except (CheckpointError, ModelConfigError, ValueError, OSError) as exc:
@@ -59,7 +66,8 @@ def main(argv=None) -> int:
     size_in, size_out = Path(args.weights).stat().st_size, out.stat().st_size
     box_px, score = output_drift(model, compact)
     print(f'efficientmfd_compact_weights: wrote {out} ({size_out / 1e6:.1f} MB, '
-          f'{size_in / 1e6:.1f} MB before, {cfg.head.num_proposals} proposals); largest change '
+          f'{size_in / 1e6:.1f} MB before, {cfg.head.num_proposals} proposals, input '
+          f'{cfg.input_size[0]}x{cfg.input_size[1]}); largest change '
           f'on a test input: boxes {box_px:.3g} px, scores {score:.3g}', flush=True)
     return 0
 

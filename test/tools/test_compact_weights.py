@@ -55,6 +55,23 @@ def test_num_proposals_changes_only_the_deployed_box_count(tiny_weights, tmp_pat
     assert not (tmp_path / 'bad.pt').exists()
 
 
+def test_input_size_changes_only_the_deployed_input(tiny_weights, tmp_path, capsys):
+    _, cfg, _ = load_checkpoint(tiny_weights)
+    h, w = (v + 32 for v in cfg.input_size)
+    out = tmp_path / 'larger.pt'
+    assert main(['--weights', str(tiny_weights), '--out', str(out),
+                 '--input-size', str(h), str(w)]) == 0
+    assert f'input {h}x{w}' in capsys.readouterr().out
+    compact, compact_cfg, _ = load_checkpoint(out)
+    assert tuple(compact_cfg.input_size) == (h, w)
+    assert compact_cfg.head == cfg.head and compact_cfg.fpn == cfg.fpn
+    assert read_checkpoint(out)['model'].keys() == read_checkpoint(tiny_weights)['model'].keys()
+    assert main(['--weights', str(tiny_weights), '--out', str(tmp_path / 'bad.pt'),
+                 '--input-size', str(h + 1), str(w)]) == 2
+    assert 'input_size' in capsys.readouterr().err
+    assert not (tmp_path / 'bad.pt').exists()
+
+
 def test_values_beyond_float16_are_refused(tiny_weights, tmp_path):
     model, _, _ = load_checkpoint(tiny_weights)
     with torch.no_grad():
