@@ -151,7 +151,7 @@ class EvalConfig:
     # draw moves AP50 by several points, so a few draws make the pick less of a lottery.
     noise_seeds: tuple[int, ...] = ()
     # Also score this many labelled training pairs (resized, not augmented) at every evaluation,
-    # for a training curve next to the validation one (`train_map50` in log.jsonl); 0: none.
+    # for a training curve next to the validation one (`eval.train` in log.jsonl); 0: none.
     train_images: int = 0
 
     def validate(self):

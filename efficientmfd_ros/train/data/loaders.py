@@ -68,24 +68,19 @@ def build_loaders(cfg: TrainConfig, model_cfg: ModelConfig, rank=0, world_size=1
                         num_workers=data.num_workers, collate_fn=collate, drop_last=True,
                         pin_memory=pin)
     summary = 'training data:\n' + train.summary()
+
+    def eval_loader(specs):
+        sets = build_datasets(_with_classes(specs, model_cfg.class_names), resize_to(size),
+                              seed=cfg.seed)
+        return DataLoader(sets, batch_size=data.batch_size, shuffle=False,
+                          num_workers=data.num_workers, collate_fn=collate, pin_memory=pin)
+
     val = None
     if data.val:
-        val_set = build_datasets(_with_classes(data.val, model_cfg.class_names),
-                                 resize_to(size), seed=cfg.seed)
-        val = DataLoader(val_set, batch_size=data.batch_size, shuffle=False,
-                         num_workers=data.num_workers, collate_fn=collate, pin_memory=pin)
-        summary += '\nvalidation data:\n' + val_set.summary()
-    return TrainData(train, sampler, loader, val, summary,
-                     _train_eval(cfg, model_cfg, size, collate, pin))
-
-
-def _train_eval(cfg: TrainConfig, model_cfg: ModelConfig, size, collate, pin):
-    """The labelled training sets in order, resized, for `eval.train_images`; or None."""
-    labelled = [spec for spec in cfg.data.train
+        val = eval_loader(data.val)
+        summary += '\nvalidation data:\n' + val.dataset.summary()
+    # The labelled training sets in order, resized like `val`, for `eval.train_images`.
+    labelled = [spec for spec in data.train
                 if spec.get('labelled', True) and spec.get('label_format', 'voc') != 'none']
-    if not cfg.eval.train_images or not labelled:
-        return None
-    sets = build_datasets(_with_classes(labelled, model_cfg.class_names), resize_to(size),
-                          seed=cfg.seed)
-    return DataLoader(sets, batch_size=cfg.data.batch_size, shuffle=False,
-                      num_workers=cfg.data.num_workers, collate_fn=collate, pin_memory=pin)
+    train_eval = eval_loader(labelled) if cfg.eval.train_images and labelled else None
+    return TrainData(train, sampler, loader, val, summary, train_eval)
