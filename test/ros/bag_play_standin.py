@@ -43,7 +43,7 @@ def main(argv):
         pubs = {topic: node.create_publisher(message_class(info.msgtype), topic, reliable)
                 for topic, info in topics.items()}
         clock = node.create_publisher(Clock, '/clock', reliable) if args.clock else None
-        deadline = time.monotonic() + 20.0
+        deadline = time.monotonic() + 60.0
         images = [p for t, p in pubs.items() if topics[t].msgtype == 'sensor_msgs/msg/Image']
         while time.monotonic() < deadline and any(p.get_subscription_count() == 0
                                                   for p in images):

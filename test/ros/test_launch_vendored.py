@@ -229,7 +229,11 @@ def test_replay_launch_plays_once_the_node_is_active_and_answers_the_first_frame
     bag, first_stamp = short_bag
     ns = f'/replay_{distro}'
     ros_client.subscribe(Detection2DArray, f'{ns}/detections', RELIABLE)
-    run = launch(distro, 'replay.launch.py', bag=bag, namespace=ns, params_file=params_file)
+    # delay_s above the 1 s default: on a busy machine the node's best-effort readers can match
+    # the player a second or more after the player counts them, and a frame sent before that is
+    # dropped (a CI run beside other work lost the first pair)
+    run = launch(distro, 'replay.launch.py', bag=bag, namespace=ns, params_file=params_file,
+                 delay_s='3.0')
     _wait_active(ros_client, f'{ns}/efficientmfd_node', run)
     first = ros_client.wait_for(
         f'{ns}/detections', lambda m: abs(_stamp_s(m.header) - first_stamp) < 1e-6, WAIT_S)
