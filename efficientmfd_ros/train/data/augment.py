@@ -6,7 +6,8 @@ random number from the ``np.random.Generator`` they are given, so a seeded gener
 them. Both add ``orig_hw`` (H, W) of the image they received, ``scale`` (sx, sy) and ``offset``
 (dx, dy) such that ``x_out = x_in * sx + dx`` (see ``boxes_to_original``).
 
-- ``TrainAugment``: optional copy-paste of the image's own objects (``copy_paste.py``),
+- ``TrainAugment``: optional copy-paste of the image's own objects, or of other training frames'
+  (``donors``; ``copy_paste.py``),
   horizontal flip, scale jitter around the fit-to-size scale, random crop/pad to the training
   size, photometric jitter per modality (independent draws), optional modality dropout.
   Outputs float32 images in [0, 1] and ``flipped``, ``dropped`` (None, 'rgb', 'thermal').
@@ -41,6 +42,7 @@ class AugmentConfig:
     dropout_rgb_share: float = 0.5         # of the blanked images, the share whose RGB is blanked
     copy_paste_p: float = 0.0              # probability of pasting copies of the image's objects
     copy_paste_max: int = 3                # at most this many copies per image (copy_paste.py)
+    copy_paste_donor_p: float = 0.0        # share of the copies cut from other training frames
     min_box_size: float = 2.0              # pixels; smaller boxes after the crop are dropped
     min_visible: float = 0.3               # boxes keeping less of their area in the crop go
     thermal_range: tuple = (0.0, 65535.0)  # uint16 thermal counts mapped to [0, 1]
@@ -51,7 +53,7 @@ class AugmentConfig:
             raise AugmentError(f'size must be two positive ints (H, W), got {self.size}')
         self.size = (h, w)
         for name in ('hflip_p', 'photometric_p', 'modality_dropout_p', 'dropout_rgb_share',
-                     'min_visible', 'copy_paste_p'):
+                     'min_visible', 'copy_paste_p', 'copy_paste_donor_p'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise AugmentError(f'{name} must be in [0, 1], got {getattr(self, name)}')
         lo, hi = self.scale_range
@@ -129,11 +131,16 @@ def _checked(sample):
 
 
 class TrainAugment:
-    """Training transform ``(sample, rng) -> sample``; see the module docstring."""
+    """Training transform ``(sample, rng) -> sample``; see the module docstring.
 
-    def __init__(self, config=None, seed=None):
+    ``donors``: dataset name -> ``copy_paste.Donor`` list, the objects a sample of that dataset
+    may receive from its other frames (``copy_paste_donor_p``); empty: own objects only.
+    """
+
+    def __init__(self, config=None, seed=None, donors=None):
         self.config = config or AugmentConfig()
         self._rng = np.random.default_rng(seed)
+        self.donors = dict(donors or {})
 
     def __call__(self, sample, rng=None):
         rng = self._rng if rng is None else rng
@@ -143,8 +150,11 @@ class TrainAugment:
         out = dict(sample)
         out['orig_hw'] = (height, width)
         if cfg.copy_paste_p and rng.random() < cfg.copy_paste_p:
+            donors = [d for d in self.donors.get(sample.get('dataset'), ())
+                      if d.frame != str(sample.get('id'))] if cfg.copy_paste_donor_p else ()
             rgb, thermal, boxes, labels = paste_copies(rgb, thermal, boxes, labels, rng,
-                                                       cfg.copy_paste_max)
+                                                       cfg.copy_paste_max, donors,
+                                                       cfg.copy_paste_donor_p)
         out['flipped'] = bool(rng.random() < cfg.hflip_p)
         if out['flipped']:
             rgb, thermal = rgb[:, ::-1], thermal[:, ::-1]

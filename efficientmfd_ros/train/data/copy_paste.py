@@ -1,15 +1,21 @@
-"""Copy-paste of an image's own objects, to make crowds and more instances out of few frames.
+"""Copy-paste of objects, to make crowds and more instances out of few frames.
 
-A box's patch (both cameras, the same pixels) is pasted elsewhere in the same image with
-feathered edges: beside another object, partly overlapping it, or anywhere along the source's
-own row, so the pasted object keeps a plausible size and ground line. The same image is the only
-source, so the two cameras stay registered and no pixels from other scenes are mixed in. Objects
-a paste hides are dropped. LLVIP's main miss is a group of overlapping pedestrians seen as one
-box (models/README.md), and 32 labelled frames hold few groups.
+A box's patch (both cameras, the same pixels) is pasted elsewhere in the image with feathered
+edges: beside another object, partly overlapping it, or anywhere along the source's own row, so
+the pasted object keeps a plausible size and ground line. By default the image itself is the
+only source. With donors (``donors_of``: the objects of the other training frames of the same
+dataset, so the same camera pair and registration) a share of the pastes brings people the frame
+never had; a donor pasted beside an object is scaled to that object's height, one pasted along
+its own row keeps its size. Objects a paste hides are dropped. LLVIP's main miss is a group of
+overlapping pedestrians seen as one box (models/README.md), and 32 labelled frames hold few
+groups and few distinct people.
 
 Boxes are ``xyxy`` pixels of the image given; images are ``rgb`` HxWx3 and ``thermal`` HxW of any
 dtype the augmentation takes (uint8, uint16, float).
 """
+from typing import NamedTuple
+
+import cv2
 import numpy as np
 
 _BESIDE_P = 0.5           # share of pastes placed next to another object (the rest: same row)
@@ -17,6 +23,33 @@ _SHIFT = (0.3, 0.9)       # horizontal distance from that object's centre, in pa
 _GROUND_JITTER = 0.1      # vertical jitter of the pasted object's bottom, in its heights
 _FEATHER = 0.1            # edge ramp of the paste, as a share of its shorter side
 _HIDDEN = 0.7             # objects losing this share of their area under a paste are dropped
+_DONOR_HEIGHT = 0.1       # a donor beside an object gets its height times 1 +- this
+
+
+class Donor(NamedTuple):
+    """One object of a training frame: its patch in both cameras (copies), where it stood."""
+
+    rgb: np.ndarray       # hxwx3, the frame's dtype
+    thermal: np.ndarray   # hxw, the frame's dtype
+    label: int
+    box: np.ndarray       # (4,) int64 xyxy pixels in its frame
+    frame: str            # the frame's id, so a frame is never its own donor
+
+
+def donors_of(sample, min_size: int = 8):
+    """The objects of an untransformed ``sample`` as ``Donor``s (boxes under `min_size` px
+    on a side are left out: too small to paste as a person)."""
+    thermal = sample['thermal']
+    height, width = thermal.shape[:2]
+    boxes = np.asarray(sample['boxes'], np.float32).reshape(-1, 4)
+    labels = np.asarray(sample['labels'], np.int64).reshape(-1)
+    out = []
+    for box, label in zip(np.clip(np.rint(boxes), 0, [width, height, width, height]), labels):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        if x2 - x1 >= min_size and y2 - y1 >= min_size:
+            out.append(Donor(sample['rgb'][y1:y2, x1:x2].copy(), thermal[y1:y2, x1:x2].copy(),
+                             int(label), np.array([x1, y1, x2, y2], np.int64), str(sample['id'])))
+    return out
 
 
 def _ramp(length: int, width: float) -> np.ndarray:
@@ -63,13 +96,40 @@ def _destination(source, boxes, size_hw, rng):
     return x, y
 
 
-def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int):
-    """Paste 1..`max_copies` copies of the image's objects; returns `(rgb, thermal, boxes,
-    labels)`, new arrays, with the pasted boxes appended and the objects they hide removed.
+def _donor_placement(donor, boxes, size_hw, rng):
+    """`(patch_rgb, patch_thermal, x, y)` of a paste of `donor`; None if it leaves the image."""
+    height, width = size_hw
+    h, w = donor.thermal.shape[:2]
+    patch_rgb, patch_thermal = donor.rgb, donor.thermal
+    if rng.random() < _BESIDE_P:
+        anchor = boxes[int(rng.integers(len(boxes)))]
+        scale = (anchor[3] - anchor[1]) * rng.uniform(1 - _DONOR_HEIGHT, 1 + _DONOR_HEIGHT) / h
+        h, w = max(2, int(round(h * scale))), max(2, int(round(w * scale)))
+        side = 1.0 if rng.random() < 0.5 else -1.0
+        centre = (anchor[0] + anchor[2]) / 2 + side * rng.uniform(*_SHIFT) * w
+        left, bottom = centre - w / 2, anchor[3]
+        patch_rgb = cv2.resize(patch_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        patch_thermal = cv2.resize(patch_thermal, (w, h), interpolation=cv2.INTER_LINEAR)
+    else:
+        left, bottom = rng.uniform(0, max(width - w, 0)), donor.box[3]
+    bottom += rng.uniform(-_GROUND_JITTER, _GROUND_JITTER) * h
+    x, y = int(round(left)), int(round(bottom - h))
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        return None
+    return patch_rgb, patch_thermal, x, y
+
+
+def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int, donors=(),
+                 donor_p: float = 0.0):
+    """Paste 1..`max_copies` copies of objects; returns `(rgb, thermal, boxes, labels)`, new
+    arrays, with the pasted boxes appended and the objects they hide removed.
 
     `boxes (K,4)` float32 `xyxy` pixels, `labels (K,)` int64; `rng` an `np.random.Generator`.
-    Copies are cut from the image as given (not from earlier pastes); a paste that would leave
-    the image, or a box under 2 px, is skipped. With no boxes the inputs come back unchanged.
+    Each copy comes from `donors` (``Donor``s of other frames with this image's dtypes and
+    camera) with probability `donor_p` when there are any, else from the image as given (not
+    from earlier pastes); a paste that would leave the image, or a box under 2 px, is skipped.
+    With no boxes the inputs come back unchanged. With `donor_p` 0 the draws are those of a
+    call without donors.
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     labels = np.asarray(labels, np.int64).reshape(-1)
@@ -80,16 +140,25 @@ def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int):
     source_labels = labels
     out_rgb, out_thermal = rgb.copy(), thermal.copy()
     for _ in range(int(rng.integers(1, max_copies + 1))):
-        i = int(rng.integers(len(sources)))
-        x1, y1, x2, y2 = (int(v) for v in sources[i])
-        w, h = x2 - x1, y2 - y1
-        if w < 2 or h < 2:
-            continue
-        place = _destination(sources[i], boxes, (height, width), rng)
-        if place is None:
-            continue
-        x, y = place
-        patch_rgb, patch_thermal = rgb[y1:y2, x1:x2], thermal[y1:y2, x1:x2]
+        if donor_p and len(donors) and rng.random() < donor_p:
+            donor = donors[int(rng.integers(len(donors)))]
+            placed = _donor_placement(donor, boxes, (height, width), rng)
+            if placed is None:
+                continue
+            patch_rgb, patch_thermal, x, y = placed
+            label = np.array([donor.label], np.int64)
+        else:
+            i = int(rng.integers(len(sources)))
+            x1, y1, x2, y2 = (int(v) for v in sources[i])
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            place = _destination(sources[i], boxes, (height, width), rng)
+            if place is None:
+                continue
+            x, y = place
+            patch_rgb, patch_thermal = rgb[y1:y2, x1:x2], thermal[y1:y2, x1:x2]
+            label = source_labels[i:i + 1]
+        h, w = patch_thermal.shape[:2]
         if rng.random() < 0.5:
             patch_rgb, patch_thermal = patch_rgb[:, ::-1], patch_thermal[:, ::-1]
         feather = max(1.0, _FEATHER * min(w, h))
@@ -100,5 +169,5 @@ def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int):
         pasted = np.array([x, y, x + w, y + h], np.float32)
         keep = hidden_share(boxes, pasted) < _HIDDEN
         boxes = np.concatenate([boxes[keep], pasted[None]])
-        labels = np.concatenate([labels[keep], source_labels[i:i + 1]])
+        labels = np.concatenate([labels[keep], label])
     return out_rgb, out_thermal, boxes, labels

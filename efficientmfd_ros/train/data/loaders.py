@@ -12,6 +12,7 @@ from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.model.config import ModelConfig
 from efficientmfd_ros.train.config import TrainConfig
 from efficientmfd_ros.train.data.augment import AugmentConfig, PairCollate, TrainAugment, resize_to
+from efficientmfd_ros.train.data.copy_paste import donors_of
 from efficientmfd_ros.train.data.paired import MixedDataset, build_datasets
 from efficientmfd_ros.train.data.sampling import EpochSampler
 
@@ -47,6 +48,16 @@ class TrainData:
         return iter(self.loader)
 
 
+def _donor_bank(train):
+    """Dataset name -> the ``Donor``s of its labelled training frames (read once, as stored)."""
+    bank = {}
+    for ds in train.datasets:
+        if ds.spec.labelled:
+            samples = (ds.load(i) for i in range(len(ds)))
+            bank[ds.name] = [d for s in samples if s is not None for d in donors_of(s)]
+    return bank
+
+
 def build_loaders(cfg: TrainConfig, model_cfg: ModelConfig, rank=0, world_size=1,
                   device=None) -> TrainData:
     data = cfg.data
@@ -58,8 +69,11 @@ def build_loaders(cfg: TrainConfig, model_cfg: ModelConfig, rank=0, world_size=1
     aug_cfg = AugmentConfig.from_dict({**augment, 'size': size})
     collate = PairCollate(aug_cfg.thermal_range)
     pin = device is not None and getattr(device, 'type', str(device)) == 'cuda'
-    train = build_datasets(_with_classes(data.train, model_cfg.class_names),
-                           TrainAugment(aug_cfg), seed=cfg.seed)
+    transform = TrainAugment(aug_cfg)
+    train = build_datasets(_with_classes(data.train, model_cfg.class_names), transform,
+                           seed=cfg.seed)
+    if aug_cfg.copy_paste_p and aug_cfg.copy_paste_donor_p:
+        transform.donors = _donor_bank(train)
     sampler = EpochSampler(train.sample_weights(), cfg.seed, rank, world_size)
     if sampler.per_rank < data.batch_size:
         raise ConfigError(f'{len(train)} training pairs over {world_size} process(es) cannot fill '
@@ -68,6 +82,9 @@ def build_loaders(cfg: TrainConfig, model_cfg: ModelConfig, rank=0, world_size=1
                         num_workers=data.num_workers, collate_fn=collate, drop_last=True,
                         pin_memory=pin)
     summary = 'training data:\n' + train.summary()
+    if transform.donors:
+        summary += '\ncopy-paste donors: ' + ', '.join(
+            f'{name} {len(d)} objects' for name, d in transform.donors.items())
 
     def eval_loader(specs):
         sets = build_datasets(_with_classes(specs, model_cfg.class_names), resize_to(size),

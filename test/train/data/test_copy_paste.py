@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from efficientmfd_ros.train.data.augment import AugmentConfig, AugmentError, TrainAugment
-from efficientmfd_ros.train.data.copy_paste import hidden_share, paste_copies
+from efficientmfd_ros.train.data.copy_paste import donors_of, hidden_share, paste_copies
 
 H, W = 120, 200
 
@@ -86,7 +86,81 @@ def test_train_augment_pastes_when_asked_and_is_reproducible():
     assert np.array_equal(a['thermal'], b['thermal']) and np.array_equal(a['boxes'], b['boxes'])
 
 
-@pytest.mark.parametrize('bad', [{'copy_paste_p': 1.5}, {'copy_paste_max': 0}])
+def _donor_scene():
+    """Another frame of the same camera: one tall object whose thermal is a constant 9000."""
+    rgb = np.full((H, W, 3), 10, np.uint8)
+    thermal = np.full((H, W), 100, np.uint16)
+    rgb[20:100, 150:180] = 222
+    thermal[20:100, 150:180] = 9000
+    return {'rgb': rgb, 'thermal': thermal, 'boxes': np.array([[150, 20, 180, 100], [0, 0, 4, 4]],
+            np.float32), 'labels': np.array([1, 0], np.int64), 'id': 'other'}
+
+
+def test_donors_are_copies_of_a_frames_objects_big_enough_to_paste():
+    frame = _donor_scene()
+    donors = donors_of(frame)
+    assert len(donors) == 1  # the 4 px box is left out
+    (donor,) = donors
+    assert donor.frame == 'other' and donor.label == 1
+    assert donor.box.tolist() == [150, 20, 180, 100]
+    assert donor.thermal.shape == (80, 30) and (donor.thermal == 9000).all()
+    assert donor.rgb.shape == (80, 30, 3) and (donor.rgb == 222).all()
+    frame['thermal'][:] = 0  # a copy, not a view of the frame
+    assert (donor.thermal == 9000).all()
+
+
+def test_donor_pastes_bring_the_other_frames_object_scaled_beside_or_on_its_own_row():
+    rgb, thermal, boxes, labels = _scene()
+    donors = donors_of(_donor_scene())
+    heights = {int(b[3] - b[1]) for b in boxes}
+    pasted = 0
+    for seed in range(60):
+        out_rgb, out_thermal, out_boxes, out_labels = paste_copies(
+            rgb, thermal, boxes, labels, np.random.default_rng(seed), 1, donors, donor_p=1.0)
+        if np.array_equal(out_thermal, thermal):
+            continue
+        pasted += 1
+        x1, y1, x2, y2 = out_boxes[-1].astype(int)
+        assert out_labels[-1] == 1
+        # the core of the paste is the donor's pixels, in both cameras; not this frame's objects
+        assert (out_thermal[y1 + 4:y2 - 4, x1 + 4:x2 - 4] == 9000).all()
+        assert (out_rgb[y1 + 4:y2 - 4, x1 + 4:x2 - 4] == 222).all()
+        h = y2 - y1
+        # beside an object: that object's height +-10 %; on its own row: the donor's 80 px
+        assert h == 80 or any(0.9 * a - 1 <= h <= 1.1 * a + 1 for a in heights)
+    assert pasted >= 15
+
+
+def test_without_donor_share_the_draws_are_those_of_own_copies():
+    rgb, thermal, boxes, labels = _scene()
+    donors = donors_of(_donor_scene())
+    for seed in range(10):
+        a = paste_copies(rgb, thermal, boxes, labels, np.random.default_rng(seed), 3)
+        b = paste_copies(rgb, thermal, boxes, labels, np.random.default_rng(seed), 3, donors, 0.0)
+        assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_train_augment_takes_donors_of_the_samples_dataset_and_never_its_own_frame():
+    rgb, thermal, boxes, labels = _scene()
+    sample = {'rgb': rgb, 'thermal': thermal, 'boxes': boxes, 'labels': labels, 'id': 'x',
+              'dataset': 'cam'}
+    cfg = AugmentConfig(size=(H, W), scale_range=(1, 1), hflip_p=0.0, photometric_p=0.0,
+                        copy_paste_p=1.0, copy_paste_donor_p=1.0, thermal_range=(0, 10000))
+    hot = 9000 / 10000
+
+    def hot_pixels(augment, sample):
+        return sum(int((augment(sample, np.random.default_rng(s))['thermal'] >= hot - 1e-4).sum())
+                   for s in range(20))
+
+    other = donors_of(_donor_scene())
+    assert hot_pixels(TrainAugment(cfg, donors={'cam': other}), sample) > 0
+    assert hot_pixels(TrainAugment(cfg, donors={'elsewhere': other}), sample) == 0
+    own = [d._replace(frame='x') for d in other]
+    assert hot_pixels(TrainAugment(cfg, donors={'cam': own}), sample) == 0
+
+
+@pytest.mark.parametrize('bad', [{'copy_paste_p': 1.5}, {'copy_paste_max': 0},
+                                 {'copy_paste_donor_p': -0.1}])
 def test_bad_copy_paste_settings_are_refused(bad):
     with pytest.raises(AugmentError):
         AugmentConfig(**bad)
