@@ -71,6 +71,7 @@ setup(
             'efficientmfd_viz = efficientmfd_ros.tools.viz:main',
             'efficientmfd_demo = efficientmfd_ros.tools.demo:main',
             'efficientmfd_pseudo_label = efficientmfd_ros.tools.pseudo_label:main',
+            'efficientmfd_kfold = efficientmfd_ros.tools.kfold:main',
         ],
     },
 )
