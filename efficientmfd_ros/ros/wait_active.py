@@ -18,6 +18,9 @@ from lifecycle_msgs.msg import State
 from lifecycle_msgs.srv import GetState
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation
+
+RCLError = rclpy_implementation.RCLError
 
 USAGE = 'efficientmfd_wait_active [--node NAME] [--poll-s S] [--timeout-s S] -- COMMAND [ARG ...]'
 
@@ -70,6 +73,12 @@ def wait_active(node_name: str, poll_s: float, timeout_s: float) -> str:
                 time.sleep(poll_s)
         return 'timeout' if rclpy.ok() else 'stopped'
     except (KeyboardInterrupt, ExternalShutdownException):
+        return 'stopped'
+    except RCLError:
+        # Ctrl-C shuts the context down from rclpy's signal handler, possibly in the middle of a
+        # service query, which then fails on the invalid context instead of returning.
+        if rclpy.ok():
+            raise
         return 'stopped'
     finally:
         node.destroy_node()
