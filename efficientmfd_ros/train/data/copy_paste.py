@@ -78,45 +78,28 @@ def hidden_share(boxes: np.ndarray, cover: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area, 1e-6)
 
 
-def _destination(source, boxes, size_hw, rng):
-    """Top-left `(x, y)` of a paste of the `source (4,)` box; None if it would leave the image."""
+def _destination(size, bottom, boxes, size_hw, rng, fit_anchor=False):
+    """`(x, y, w, h)` of a paste of an object of `size (w, h)` standing on row `bottom`: beside a
+    random one of `boxes` (with `fit_anchor`, scaled to that object's height times 1 +-
+    `_DONOR_HEIGHT`) or anywhere along its own row at its own size; None if it would leave the
+    image."""
     height, width = size_hw
-    w, h = source[2] - source[0], source[3] - source[1]
+    w, h = size
     if rng.random() < _BESIDE_P:
         anchor = boxes[int(rng.integers(len(boxes)))]
+        if fit_anchor:
+            scale = (anchor[3] - anchor[1]) * rng.uniform(1 - _DONOR_HEIGHT, 1 + _DONOR_HEIGHT) / h
+            w, h = max(2, int(round(w * scale))), max(2, int(round(h * scale)))
         side = 1.0 if rng.random() < 0.5 else -1.0
         centre = (anchor[0] + anchor[2]) / 2 + side * rng.uniform(*_SHIFT) * w
         left, bottom = centre - w / 2, anchor[3]
     else:
-        left, bottom = rng.uniform(0, max(width - w, 0)), source[3]
+        left = rng.uniform(0, max(width - w, 0))
     bottom += rng.uniform(-_GROUND_JITTER, _GROUND_JITTER) * h
     x, y = int(round(left)), int(round(bottom - h))
     if x < 0 or y < 0 or x + w > width or y + h > height:
         return None
-    return x, y
-
-
-def _donor_placement(donor, boxes, size_hw, rng):
-    """`(patch_rgb, patch_thermal, x, y)` of a paste of `donor`; None if it leaves the image."""
-    height, width = size_hw
-    h, w = donor.thermal.shape[:2]
-    patch_rgb, patch_thermal = donor.rgb, donor.thermal
-    if rng.random() < _BESIDE_P:
-        anchor = boxes[int(rng.integers(len(boxes)))]
-        scale = (anchor[3] - anchor[1]) * rng.uniform(1 - _DONOR_HEIGHT, 1 + _DONOR_HEIGHT) / h
-        h, w = max(2, int(round(h * scale))), max(2, int(round(w * scale)))
-        side = 1.0 if rng.random() < 0.5 else -1.0
-        centre = (anchor[0] + anchor[2]) / 2 + side * rng.uniform(*_SHIFT) * w
-        left, bottom = centre - w / 2, anchor[3]
-        patch_rgb = cv2.resize(patch_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-        patch_thermal = cv2.resize(patch_thermal, (w, h), interpolation=cv2.INTER_LINEAR)
-    else:
-        left, bottom = rng.uniform(0, max(width - w, 0)), donor.box[3]
-    bottom += rng.uniform(-_GROUND_JITTER, _GROUND_JITTER) * h
-    x, y = int(round(left)), int(round(bottom - h))
-    if x < 0 or y < 0 or x + w > width or y + h > height:
-        return None
-    return patch_rgb, patch_thermal, x, y
+    return x, y, w, h
 
 
 def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int, donors=(),
@@ -142,23 +125,24 @@ def paste_copies(rgb, thermal, boxes, labels, rng, max_copies: int, donors=(),
     for _ in range(int(rng.integers(1, max_copies + 1))):
         if donor_p and len(donors) and rng.random() < donor_p:
             donor = donors[int(rng.integers(len(donors)))]
-            placed = _donor_placement(donor, boxes, (height, width), rng)
-            if placed is None:
-                continue
-            patch_rgb, patch_thermal, x, y = placed
-            label = np.array([donor.label], np.int64)
+            patch_rgb, patch_thermal = donor.rgb, donor.thermal
+            size, bottom = patch_thermal.shape[1::-1], donor.box[3]
+            label, fit_anchor = np.array([donor.label], np.int64), True
         else:
             i = int(rng.integers(len(sources)))
             x1, y1, x2, y2 = (int(v) for v in sources[i])
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
-            place = _destination(sources[i], boxes, (height, width), rng)
-            if place is None:
-                continue
-            x, y = place
             patch_rgb, patch_thermal = rgb[y1:y2, x1:x2], thermal[y1:y2, x1:x2]
-            label = source_labels[i:i + 1]
-        h, w = patch_thermal.shape[:2]
+            size, bottom = (x2 - x1, y2 - y1), y2
+            label, fit_anchor = source_labels[i:i + 1], False
+        place = _destination(size, bottom, boxes, (height, width), rng, fit_anchor)
+        if place is None:
+            continue
+        x, y, w, h = place
+        if (w, h) != tuple(size):
+            patch_rgb = cv2.resize(patch_rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+            patch_thermal = cv2.resize(patch_thermal, (w, h), interpolation=cv2.INTER_LINEAR)
         if rng.random() < 0.5:
             patch_rgb, patch_thermal = patch_rgb[:, ::-1], patch_thermal[:, ::-1]
         feather = max(1.0, _FEATHER * min(w, h))
