@@ -53,9 +53,9 @@ def _frames(base, given):
     return kfold.dataset_ids(spec, split)
 
 
-def _run_fold(path, cfg, overrides):
-    """The fold's final metrics, training it (or resuming it) first when it has no summary."""
-    out = Path(cfg['output_dir'])
+def _run_fold(path, out, overrides):
+    """The final metrics of the fold run in `out`, training it (or resuming it) first when it has
+    no summary; None when its training fails."""
     summary = out / 'summary.json'
     if not summary.is_file():
         cmd = [sys.executable, '-m', 'efficientmfd_ros.tools.train', '--config', str(path),
@@ -87,11 +87,11 @@ def main(argv=None) -> int:
     for j, (cfg, _) in enumerate(configs):
         path = out / f'fold{j}.yaml'
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        summary = Path(cfg['output_dir']) / 'summary.json'
-        if args.only is not None and j not in args.only and not summary.is_file():
+        run = Path(cfg['output_dir'])
+        if args.only is not None and j not in args.only and not (run / 'summary.json').is_file():
             results.append(None)
             continue
-        metrics = _run_fold(path, cfg, overrides)
+        metrics = _run_fold(path, run, overrides)
         if metrics is None:
             failed.append(j)
         results.append(metrics)

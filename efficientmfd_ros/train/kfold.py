@@ -13,7 +13,7 @@ fold's held-out ids, and `output_dir` set to the fold's folder. Every other trai
 unlabelled fusion pairs) is kept as it is.
 """
 import copy
-import math
+import statistics
 
 from efficientmfd_ros.core.config_io import ConfigError
 from efficientmfd_ros.train.data.paired import PairedDataset
@@ -86,13 +86,6 @@ def refused_overrides(overrides):
     return refused
 
 
-def _mean_std(values):
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 \
-        else 0.0
-    return mean, std
-
-
 def summarise(folds):
     """`{metric: {'mean', 'std', 'per_fold'}}` over the folds' `final_metrics` (None: not run);
     std is the sample standard deviation over folds, 0 with one."""
@@ -101,8 +94,8 @@ def summarise(folds):
     for key in METRICS:
         values = [float(f[key]) for f in done if key in f]
         if values:
-            mean, std = _mean_std(values)
-            out[key] = {'mean': mean, 'std': std, 'per_fold': [
+            std = statistics.stdev(values) if len(values) > 1 else 0.0
+            out[key] = {'mean': statistics.fmean(values), 'std': std, 'per_fold': [
                 None if f is None else f.get(key) for f in folds]}
     return out
 
