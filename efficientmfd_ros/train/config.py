@@ -14,7 +14,10 @@ from efficientmfd_ros.model.config import ModelConfig, ModelConfigError
 from efficientmfd_ros.train.data.augment import AugmentConfig, AugmentError
 from efficientmfd_ros.train.data.spec import DatasetError, DatasetSpec
 from efficientmfd_ros.train.ema import EMAConfig
-from efficientmfd_ros.train.losses_detection import DetectionLossConfig
+from efficientmfd_ros.train.losses_detection import (
+    DetectionLossConfig,
+    check_detection_loss_config,
+)
 from efficientmfd_ros.train.losses_fusion import FusionLossWeights
 
 TASKS = ('joint', 'fusion', 'detection')
@@ -108,6 +111,8 @@ class LossConfig:
     def validate(self):
         _require(self.fusion_weight >= 0 and self.detection_weight >= 0,
                  'loss.fusion_weight and loss.detection_weight must be >= 0')
+        problem = check_detection_loss_config(self.detection)
+        _require(problem is None, problem)
 
 
 @dataclass

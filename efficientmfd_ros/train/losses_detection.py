@@ -1,5 +1,9 @@
 """The DiffusionDet set criterion: sigmoid focal classification, L1 and GIoU box losses.
 
+`cls_loss: quality_focal` replaces the focal loss's 0/1 class target of a matched proposal by
+the IoU of its (detached) box with its ground truth (the quality focal loss of Generalized Focal
+Loss, Li et al. 2020), so a score estimates how well its box sits and ranks boxes by it.
+
 Each head stage (the final one and every `aux_outputs` entry) is matched to the ground truth on
 its own by the dynamic-k matcher and contributes the same weighted sum (deep supervision).
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 import torch.distributed as dist
+import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from efficientmfd_ros.train.matcher import DynamicKMatcher, MatcherConfig
@@ -28,8 +33,41 @@ class DetectionLossConfig:
     weight_giou: float = 2.0  # weight of the GIoU loss
     focal_alpha: float = 0.25  # focal loss alpha
     focal_gamma: float = 2.0  # focal loss gamma
+    cls_loss: str = 'focal'  # 'focal' (0/1 targets) or 'quality_focal' (IoU targets, module doc)
+    quality_beta: float = 2.0  # exponent of |target - score| in the quality focal loss
     ota_k: int = 5  # dynamic-k: top IoUs summed per ground truth
     deep_supervision: bool = True  # also supervise every earlier head stage
+
+
+CLS_LOSSES = ('focal', 'quality_focal')
+
+
+def check_detection_loss_config(cfg: DetectionLossConfig) -> str | None:
+    """The first problem with `cfg` as a message, or None."""
+    if cfg.cls_loss not in CLS_LOSSES:
+        return f'loss.detection.cls_loss must be one of {CLS_LOSSES}, got {cfg.cls_loss!r}'
+    if not cfg.quality_beta > 0:
+        return f'loss.detection.quality_beta must be > 0, got {cfg.quality_beta}'
+    return None
+
+
+def paired_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU `(M,)` of row i of `a (M,4)` with row i of `b (M,4)`, both xyxy; 0 for empty unions."""
+    lt = torch.maximum(a[:, :2], b[:, :2])
+    rb = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(1)
+    union = area_a + area_b - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
+
+
+def quality_focal_loss(logits: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
+    """Elementwise `BCE(sigmoid(logits), target) * |target - sigmoid(logits)|**beta`, any shape;
+    `target` in [0, 1] (0 for background). Its minimum over the logit is at score == target."""
+    score = logits.sigmoid()
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction='none')
+    return bce * (target - score).abs().pow(beta)
 
 
 def num_boxes_per_rank(targets, device) -> float:
@@ -60,6 +98,9 @@ class DetectionLoss(nn.Module):
         self.num_classes = num_classes
         self.config = config or DetectionLossConfig()
         cfg = self.config
+        problem = check_detection_loss_config(cfg)
+        if problem:
+            raise ValueError(problem)
         self.matcher = DynamicKMatcher(MatcherConfig(
             cost_class=cfg.weight_class, cost_l1=cfg.weight_l1, cost_giou=cfg.weight_giou,
             focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma, ota_k=cfg.ota_k))
@@ -86,19 +127,26 @@ class DetectionLoss(nn.Module):
         boxes = boxes.float()
         height, width = image_hw
         scale = boxes.new_tensor([width, height, width, height])
-        onehot = torch.zeros_like(logits)
+        cls_target = torch.zeros_like(logits)
         pred_sel, gt_sel = [], []
         for b, target in enumerate(targets):
             gt_boxes = target['boxes'].to(boxes)
             gt_labels = target['labels'].to(logits.device)
             pred_idx, gt_idx = self.matcher(logits[b].detach(), boxes[b].detach(), gt_labels,
                                             gt_boxes, image_hw)
-            onehot[b, pred_idx, gt_labels[gt_idx]] = 1
             pred_sel.append(boxes[b, pred_idx])
             gt_sel.append(gt_boxes[gt_idx])
+            if self.config.cls_loss == 'quality_focal':
+                quality = paired_iou(pred_sel[-1].detach(), gt_sel[-1]).to(cls_target)
+            else:
+                quality = 1.0
+            cls_target[b, pred_idx, gt_labels[gt_idx]] = quality
         cfg = self.config
-        cls = sigmoid_focal_loss(logits, onehot, cfg.focal_alpha, cfg.focal_gamma,
-                                 reduction='sum') / num_boxes
+        if cfg.cls_loss == 'quality_focal':
+            cls = quality_focal_loss(logits, cls_target, cfg.quality_beta).sum() / num_boxes
+        else:
+            cls = sigmoid_focal_loss(logits, cls_target, cfg.focal_alpha, cfg.focal_gamma,
+                                     reduction='sum') / num_boxes
         pred = torch.cat(pred_sel)
         gt = torch.cat(gt_sel)
         if len(pred) == 0:

@@ -2,7 +2,12 @@
 import pytest
 import torch
 
-from efficientmfd_ros.train.losses_detection import DetectionLoss
+from efficientmfd_ros.train.losses_detection import (
+    DetectionLoss,
+    DetectionLossConfig,
+    paired_iou,
+    quality_focal_loss,
+)
 from efficientmfd_ros.train.losses_fusion import (
     FusionLoss,
     high_pass,
@@ -244,3 +249,42 @@ def test_detection_loss_rejects_bad_targets():
                          [{'labels': torch.tensor([2]), 'boxes': torch.zeros(1, 4)}], (64, 64))
     with pytest.raises(ValueError, match='pred_logits'):
         DetectionLoss(3)({'pred_logits': logits, 'pred_boxes': boxes}, _targets()[:1], (64, 64))
+
+
+def test_paired_iou_of_hand_made_pairs():
+    a = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [5, 5, 5, 9]])
+    b = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [5, 0, 15, 10], [5, 5, 5, 9]])
+    assert torch.allclose(paired_iou(a, b), torch.tensor([1.0, 0.0, 1 / 3, 0.0]))
+
+
+def test_quality_focal_loss_is_smallest_where_the_score_equals_the_target():
+    for target in (0.0, 0.3, 0.8):
+        logits = torch.linspace(-6, 6, 1201)
+        loss = quality_focal_loss(logits, torch.full_like(logits, target), beta=2.0)
+        best = logits[loss.argmin()].sigmoid().item()
+        assert abs(best - target) < 0.01, (target, best)
+    logit = torch.tensor([0.4])
+    score = logit.sigmoid()
+    expected = -(0.7 * score.log() + 0.3 * (1 - score).log()) * (0.7 - score).abs() ** 2
+    assert torch.allclose(quality_focal_loss(logit, torch.tensor([0.7]), 2.0), expected)
+
+
+def test_quality_focal_detection_loss_pulls_an_overconfident_loose_box_down():
+    # Every proposal is the ground truth shifted by a third of its width (IoU 0.5) and scores
+    # 0.99: the focal loss raises the matched proposals' scores, the quality focal loss lowers
+    # them towards their IoU.
+    gt = torch.tensor([[12.0, 12.0, 36.0, 36.0]])
+    boxes = (gt + torch.tensor([8.0, 0.0, 8.0, 0.0])).expand(1, 8, 4).clone()
+    targets = [{'labels': torch.tensor([0]), 'boxes': gt}]
+    grads = {}
+    for name in ('focal', 'quality_focal'):
+        logits = torch.full((1, 8, 1), 5.0, requires_grad=True)
+        criterion = DetectionLoss(1, DetectionLossConfig(cls_loss=name))
+        total, parts = criterion({'pred_logits': logits, 'pred_boxes': boxes}, targets, (64, 64))
+        total.backward()
+        assert parts['matched'] >= 1
+        grads[name] = logits.grad.flatten()
+    assert (grads['focal'] < 0).any(), 'focal: a matched proposal is pushed up'
+    assert (grads['quality_focal'] > 0).all(), 'quality focal: every score is above its IoU'
+    with pytest.raises(ValueError, match='cls_loss'):
+        DetectionLoss(1, DetectionLossConfig(cls_loss='varifocal'))

@@ -71,6 +71,8 @@ def test_overrides_are_typed_and_nested(tmp_path):
     ('--gmta.omega=2', 'gmta.omega must be in [0, 1]'),
     ('--gmta.scale=max', "gmta.scale must be 'min' or 'rms'"),
     ('--eval.noise_seeds=[-1]', 'eval.noise_seeds must be non-negative integers'),
+    ('--loss.detection.cls_loss=varifocal', 'loss.detection.cls_loss must be one of'),
+    ('--loss.detection.quality_beta=0', 'loss.detection.quality_beta must be > 0'),
     ('optim.lr=1', 'must look like --key=value'),
 ])
 def test_bad_values_name_the_key(tmp_path, override, message):
