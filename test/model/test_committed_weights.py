@@ -47,7 +47,7 @@ def test_finds_most_validation_pedestrians(llvip_person):
         false_alarms += int((~matched.any(dim=0)).sum())
     assert total == 32
     assert found >= 0.6 * total, f'{found} of {total} pedestrians found'
-    # measured when committed: 27 of 32 found, 3 false alarms, at score >= 0.3
+    # measured when committed: 28 of 32 found, 3 false alarms, at score >= 0.3
     assert false_alarms <= 12, f'{false_alarms} false alarms'
 
 
